@@ -1,0 +1,3 @@
+from pympisr.cli import main
+
+main()
