@@ -16,6 +16,12 @@ from pathlib import Path
 __all__ = ["atomic_output"]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; rename it to ``path`` on success.
@@ -34,6 +40,7 @@ def atomic_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> I
     tmp = Path(tmp_name)
     try:
         yield tmp
+        tmp.chmod(0o666 & ~_umask())  # mkstemp creates 0600; give the file normal permissions
         if overwrite:
             os.replace(tmp, target)
         else:

@@ -44,3 +44,13 @@ def test_target_appearing_during_write_is_not_clobbered(tmp_path):
             target.write_bytes(b"theirs")
     assert target.read_bytes() == b"theirs"
     assert list(tmp_path.iterdir()) == [target]
+
+
+def test_output_follows_umask(tmp_path):
+    import os
+    target = tmp_path / "out.bin"
+    with atomic_output(target) as tmp:
+        tmp.write_bytes(b"x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask
