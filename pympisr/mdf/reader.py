@@ -1,0 +1,468 @@
+"""Reading MDF v2 files into :class:`~pympisr.SystemMatrix` and :class:`~pympisr.Measurement`.
+
+Every layout of DESIGN section 3 is supported (see :mod:`pympisr.mdf.layout`) and only
+the requested frequency rows are read from disk (except for time-domain data).
+
+Processing, in this order (MPIFiles.jl's ``getSystemMatrix`` / ``getMeasurements``):
+
+1. the requested frequencies of one period are read; time-domain data is rfft'ed;
+2. ``/acquisition/receiver/dataConversionFactor`` ``(C, 2)`` = ``(a_c, b_c)`` is applied
+   (``a_c x + b_c``; in the frequency domain ``a_c X`` plus ``b_c V`` at DC) to
+   time-domain data and to frequency-domain data without a fast frame axis, which is
+   where MPIFiles applies it; it is not applied to fast-frame-axis system matrices;
+3. background frames (``isBackgroundFrame``) are split off; DCT-compressed foreground
+   frames are expanded (:mod:`pympisr.mdf.sparsity`);
+4. background correction if requested and the file is not already corrected:
+   system matrices with MPIFiles' block-mean + index interpolation rule, measurements
+   by subtracting the mean background (:mod:`pympisr.mdf.background`);
+5. transfer-function correction (data and background frames divided by the TF):
+   ``tf_correction=None`` applies it when the file has a transfer function and the data
+   is not yet corrected (MPIFiles' default ``tfCorrection = rxHasTransferFunction``);
+   ``True`` requires a TF (MDFError otherwise); ``False`` never applies it. Bins where
+   the TF is exactly 0 are left undivided (with an :class:`MDFWarning`). The induction
+   factor is not applied.
+
+Errors: any problem with the file raises :class:`~pympisr.MDFError` (file, field,
+problem): not HDF5, truncated, no ``/measurement``, inconsistent sizes or flags, wrong
+types, and NaN/Inf in the data that is loaded (refused: one NaN would poison every
+reconstruction with this matrix). NaN/Inf in ``/calibration/snr`` only warns
+(:class:`MDFWarning`), because SNR estimates are often undefined at DC. Bad arguments
+(unknown frequency bins, period out of range) raise ``ValueError``; a missing file
+raises ``FileNotFoundError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ..errors import MDFError
+from ..system_matrix import Measurement, SystemMatrix
+from .background import subtract_mean_background, subtract_system_matrix_background
+from .layout import Layout, parse_layout, read_frames, read_subsampling_indices
+from .metadata import FRAME_PERMUTATION, collect_metadata
+from .quirks import FieldReader
+from .sparsity import expand_coefficients
+
+__all__ = ["MDFWarning", "guard", "load_measurement", "load_system_matrix", "open_mdf"]
+
+TF = "/acquisition/receiver/transferFunction"
+SNR = "/calibration/snr"
+
+
+class MDFWarning(UserWarning):
+    """A tolerated oddity of an MDF file (the data was still loaded)."""
+
+
+@contextlib.contextmanager
+def open_mdf(path: str | os.PathLike[str]) -> Iterator[FieldReader]:
+    """Open ``path`` read-only; MDFError if it is not a readable HDF5 file."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        h5 = h5py.File(path, "r", locking=False)
+    except Exception as exc:  # h5py raises OSError, sometimes others, for non-HDF5 files
+        raise MDFError(path, "/", f"not a readable HDF5 file ({exc})") from None
+    try:
+        yield FieldReader(h5, path)
+    finally:
+        with contextlib.suppress(Exception):
+            h5.close()
+
+
+@contextlib.contextmanager
+def guard(path: str, field: str = "/") -> Iterator[None]:
+    """Turn any low-level failure while parsing ``path`` into an MDFError for ``field``."""
+    try:
+        yield
+    except MDFError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError,
+            AttributeError, ZeroDivisionError, OverflowError) as exc:
+        raise MDFError(path, field, f"cannot read ({type(exc).__name__}: {exc})") from None
+
+
+def _dispatch_julia(name: str, path: Any, period: int, **kwargs: Any) -> Any:
+    """Call ``pympisr.julia.<name>(path, **kwargs)`` (MPIFiles.jl through juliacall)."""
+    if period != 0:
+        raise ValueError("backend='julia' loads the first period only (period=0)")
+    from .. import julia  # imported lazily: needs juliacall
+
+    return getattr(julia, name)(path, **kwargs)
+
+
+# ---------------------------------------------------------------------- selection
+def _positions(layout: Layout, frequencies: Any, path: str) -> tuple[np.ndarray, np.ndarray]:
+    """(rfft bins, positions along the stored frequency axis) to load."""
+    available = layout.stored_bins()
+    if frequencies is None:
+        return available, np.arange(available.size, dtype=np.int64)
+    bins = np.asarray(frequencies).reshape(-1)
+    if bins.size == 0 or bins.dtype.kind not in "iu":
+        raise ValueError(f"{path}: frequencies must be a non-empty sequence of integer "
+                         "rfft bin indices")
+    bins = bins.astype(np.int64)
+    if np.unique(bins).size != bins.size:
+        raise ValueError(f"{path}: frequencies contains repeated bins")
+    if layout.time_domain or layout.frequency_selection is None:
+        bad = bins[(bins < 0) | (bins >= layout.num_bins)]
+        if bad.size:
+            raise ValueError(f"{path}: frequency bins {bad.tolist()} outside "
+                             f"0..{layout.num_bins - 1}")
+        return bins, bins.copy()
+    lookup = {int(b): i for i, b in enumerate(available)}
+    missing = [int(b) for b in bins if int(b) not in lookup]
+    if missing:
+        raise ValueError(f"{path}: frequency bins {missing[:10]} are not stored in the file "
+                         "(frequency selection)")
+    return bins, np.array([lookup[int(b)] for b in bins], dtype=np.int64)
+
+
+def _check_period(layout: Layout, period: int, path: str) -> None:
+    if not 0 <= period < layout.num_periods:
+        raise ValueError(f"{path}: period {period} outside 0..{layout.num_periods - 1}")
+
+
+# ---------------------------------------------------------------------- pieces
+def _along_frequencies(reader: FieldReader, field: str, arr: np.ndarray, layout: Layout,
+                       bins: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Index the last axis of ``arr`` (length L = all bins, or stored K) at the selection."""
+    if arr.shape[-1] == layout.num_stored_frequencies and not layout.time_domain:
+        return arr[..., positions]
+    if arr.shape[-1] == layout.num_bins:
+        return arr[..., bins]
+    raise reader.error(field, f"last axis has {arr.shape[-1]} frequencies, expected "
+                              f"{layout.num_bins} (V // 2 + 1) or "
+                              f"{layout.num_stored_frequencies} (stored)")
+
+
+def _complex_field(reader: FieldReader, field: str) -> np.ndarray:
+    value = np.asarray(reader.raw(field))
+    if value.dtype.kind == "c":
+        return value
+    if value.dtype.kind in "iuf" and value.ndim >= 1 and value.shape[-1] == 2:
+        return value[..., 0] + 1j * value[..., 1]
+    raise reader.error(field, f"expected complex numbers, found {value.dtype} {value.shape}")
+
+
+def _transfer_function(reader: FieldReader, layout: Layout, bins: np.ndarray,
+                       positions: np.ndarray) -> np.ndarray | None:
+    if not reader.has(TF):
+        return None
+    tf = _complex_field(reader, TF)
+    if tf.ndim != 2 or tf.shape[0] != layout.num_channels:
+        raise reader.error(TF, f"shape {tf.shape}, expected (C, L) with C = "
+                               f"{layout.num_channels}")
+    tf = _along_frequencies(reader, TF, tf, layout, bins, positions)
+    if not np.all(np.isfinite(tf)):
+        raise reader.error(TF, "contains NaN or Inf at the selected frequencies")
+    return tf.astype(np.complex64)
+
+
+def _conversion_factor(reader: FieldReader, layout: Layout, data: np.ndarray,
+                       bins: np.ndarray) -> np.ndarray:
+    field = "/acquisition/receiver/dataConversionFactor"
+    if not reader.has(field) or (layout.fast_frame_axis and not layout.time_domain):
+        return data
+    factor = reader.numbers(field)
+    if factor.shape != (layout.num_channels, 2):
+        raise reader.error(field, f"shape {factor.shape}, expected (C, 2) = "
+                                  f"({layout.num_channels}, 2)")
+    data = data * factor[:, 0][None, :, None].astype(data.real.dtype)
+    dc = bins == 0
+    if dc.any():
+        data[:, :, dc] += (factor[:, 1] * layout.num_samples)[None, :, None]
+    return data
+
+
+def _check_finite(reader: FieldReader, frames: np.ndarray) -> None:
+    bad = int(np.count_nonzero(~np.isfinite(frames)))
+    if bad:
+        raise reader.error("/measurement/data", f"{bad} NaN/Inf values in the selected "
+                                                "data (refused)")
+
+
+def _divide_by_tf(data: np.ndarray, tf: np.ndarray, path: str) -> np.ndarray:
+    """``data (..., C, K) /= tf (C, K)`` in place, leaving bins with tf == 0 unchanged."""
+    safe = np.where(tf == 0, 1, tf).astype(data.dtype)
+    if np.any(tf == 0):
+        warnings.warn(f"{path}: {TF}: zero at {int(np.sum(tf == 0))} (channel, frequency) "
+                      "pairs; those are left uncorrected", MDFWarning, stacklevel=4)
+    data /= safe
+    return data
+
+
+@dataclass
+class _Frames:
+    """Foreground/background frames of one period at the selected frequencies."""
+
+    foreground: np.ndarray          # (M, C, K) complex
+    background: np.ndarray          # (E, C, K) complex
+    foreground_time: np.ndarray     # (M,) 0-based acquisition index
+    background_time: np.ndarray     # (E,)
+
+
+def _read_split(reader: FieldReader, layout: Layout, bins: np.ndarray,
+                positions: np.ndarray, period: int) -> _Frames:
+    data = read_frames(reader, layout, positions, period)
+    _check_finite(reader, data)
+    data = _conversion_factor(reader, layout, data, bins)
+    mask = layout.background_mask
+    fg_idx = np.flatnonzero(~mask)
+    bg_idx = np.flatnonzero(mask)
+    if np.array_equal(fg_idx, np.arange(fg_idx.size)):    # usual: foreground first
+        foreground, background = data[:fg_idx.size], data[fg_idx.size:]
+    else:
+        foreground, background = data[fg_idx], data[bg_idx]
+    if layout.sparse:
+        return _Frames(foreground, background, fg_idx, bg_idx)  # times fixed later
+    perm = layout.permutation
+    return _Frames(foreground, background, perm[fg_idx], perm[bg_idx])
+
+
+def _grid(reader: FieldReader) -> tuple[int, int, int]:
+    size = reader.integers("/calibration/size", size=3)
+    if np.any(size < 1):
+        raise reader.error("/calibration/size", f"entries must be positive, found {size}")
+    order = reader.string("/calibration/order", "xyz")
+    if order.strip().lower() != "xyz":
+        raise reader.error("/calibration/order", f"unsupported voxel order {order!r} "
+                                                 "(only xyz)")
+    if reader.flag("/calibration/isMeanderingGrid", False) and not reader.flag(
+            "/measurement/isFramePermutation", False):
+        raise reader.error("/calibration/isMeanderingGrid",
+                           "meandering grid without frame permutation is not supported")
+    return int(size[0]), int(size[1]), int(size[2])
+
+
+def _expand_sparse(reader: FieldReader, layout: Layout, frames: _Frames,
+                   grid: tuple[int, int, int], positions: np.ndarray, period: int) -> None:
+    """Undo the DCT compression in place and fix the acquisition times."""
+    num_voxels = int(np.prod(grid))
+    indices = read_subsampling_indices(reader, layout, positions, period, num_voxels)
+    frames.foreground = expand_coefficients(frames.foreground, indices, grid,
+                                            layout.sparsity_transformation or "DCT-II")
+    num_bg = frames.background.shape[0]
+    perm = layout.permutation
+    if layout.has_permutation and perm.size == num_voxels + num_bg:
+        frames.foreground_time, frames.background_time = perm[:num_voxels], perm[num_voxels:]
+    elif layout.has_permutation and perm.size != layout.num_frames:
+        raise reader.error("/measurement/framePermutation",
+                           f"{perm.size} entries; expected O + E = {num_voxels + num_bg}")
+    else:
+        frames.foreground_time = np.arange(num_voxels)
+        frames.background_time = num_voxels + np.arange(num_bg)
+
+
+def _model_permutation(layout: Layout, frames: _Frames) -> np.ndarray | None:
+    """1-based acquisition index in model order (fg, then bg), None if identity."""
+    order = np.concatenate([frames.foreground_time, frames.background_time])
+    if not layout.has_permutation or np.array_equal(order, np.arange(order.size)):
+        return None
+    return (order + 1).astype(np.int64)
+
+
+def _tf_request(reader: FieldReader, tf: np.ndarray | None, tf_correction: bool | None,
+                corrected: bool) -> bool:
+    if tf_correction is None:
+        return tf is not None and not corrected
+    if tf_correction and not corrected and tf is None:
+        raise reader.error(TF, "missing; cannot apply tf_correction=True")
+    return bool(tf_correction) and not corrected
+
+
+def _snr(reader: FieldReader, layout: Layout, bins: np.ndarray, positions: np.ndarray,
+         period: int) -> np.ndarray | None:
+    if not reader.has(SNR):
+        return None
+    snr = np.asarray(reader.raw(SNR))
+    if snr.dtype.kind not in "iuf":
+        raise reader.error(SNR, f"expected numbers, found {snr.dtype}")
+    if snr.ndim != 3 or snr.shape[:2] != (layout.num_periods, layout.num_channels):
+        raise reader.error(SNR, f"shape {snr.shape}, expected (J, C, K) with (J, C) = "
+                                f"({layout.num_periods}, {layout.num_channels})")
+    out = _along_frequencies(reader, SNR, snr[period], layout, bins, positions)
+    if not np.all(np.isfinite(out)):
+        warnings.warn(f"{reader.path}: {SNR}: NaN/Inf at {int(np.sum(~np.isfinite(out)))} "
+                      "selected entries (kept)", MDFWarning, stacklevel=3)
+    return out.astype(np.float32)
+
+
+# ---------------------------------------------------------------------- public API
+def load_system_matrix(path: str | os.PathLike[str], *, frequencies: Any = None,
+                       bg_correction: bool = True, tf_correction: bool | None = None,
+                       backend: str = "python", period: int = 0) -> SystemMatrix:
+    """Load a calibration (system-matrix) MDF file.
+
+    Parameters
+    ----------
+    path:
+        MDF v2 file with ``/measurement`` and ``/calibration``.
+    frequencies:
+        None (all stored frequencies) or 0-based rfft bin indices to load; only these
+        rows are read from disk (time-domain files are read whole). The result keeps
+        the given order.
+    bg_correction:
+        Subtract the background with MPIFiles' rule (:mod:`pympisr.mdf.background`)
+        unless the file is already background corrected.
+    tf_correction:
+        None = divide by the transfer function if the file has one and the data is
+        not yet corrected; True = require it; False = never.
+    backend:
+        ``"python"`` or ``"julia"``: ``pympisr.julia.load_system_matrix(path,
+        frequencies=..., bg_correction=..., tf_correction=...)`` reads the file with
+        MPIFiles.jl (juliacall is imported only then).
+    period:
+        0-based drive-field period j to load when the file has several (J > 1);
+        the Julia backend supports only 0.
+
+    Returns
+    -------
+    SystemMatrix with data complex64 ``(C, K, Nz, Ny, Nx)``, ``snr`` ``(C, K)`` of the
+    chosen period (or None), ``background`` ``(E, C, K)`` (raw background frames, TF
+    corrected with the data; None if E = 0), and every other field in ``metadata``.
+    """
+    if backend == "julia":
+        return _dispatch_julia("load_system_matrix", path, period, frequencies=frequencies,
+                               bg_correction=bg_correction, tf_correction=tf_correction)
+    if backend != "python":
+        raise ValueError(f"backend must be 'python' or 'julia', got {backend!r}")
+    path = os.fspath(path)
+    with open_mdf(path) as reader:
+        with guard(path, "/measurement"):
+            layout = parse_layout(reader)
+            if not reader.is_group("/calibration"):
+                raise reader.error("/calibration", "missing: not a calibration "
+                                                   "(system matrix) file")
+            grid = _grid(reader)
+        bins, positions = _positions(layout, frequencies, path)
+        _check_period(layout, period, path)
+        with guard(path, "/measurement/data"):
+            return _build_system_matrix(reader, layout, grid, bins, positions, period,
+                                        bg_correction, tf_correction)
+
+
+def _build_system_matrix(reader: FieldReader, layout: Layout, grid: tuple[int, int, int],
+                         bins: np.ndarray, positions: np.ndarray, period: int,
+                         bg_correction: bool, tf_correction: bool | None) -> SystemMatrix:
+    path = reader.path
+    frames = _read_split(reader, layout, bins, positions, period)
+    num_voxels = int(np.prod(grid))
+    if layout.sparse:
+        _expand_sparse(reader, layout, frames, grid, positions, period)
+    elif frames.foreground.shape[0] != num_voxels:
+        raise reader.error("/calibration/size", f"product {num_voxels} of {list(grid)} != "
+                                                f"{frames.foreground.shape[0]} foreground "
+                                                "frames")
+    bg_done = reader.flag("/measurement/isBackgroundCorrected")
+    foreground = frames.foreground
+    background = frames.background
+    if bg_correction and not bg_done and background.shape[0]:
+        foreground = subtract_system_matrix_background(
+            foreground, background, frames.foreground_time, frames.background_time)
+        bg_done = True
+    tf = _transfer_function(reader, layout, bins, positions)
+    tf_done = reader.flag("/measurement/isTransferFunctionCorrected")
+    if _tf_request(reader, tf, tf_correction, tf_done):
+        foreground = _divide_by_tf(foreground, tf, path)
+        background = _divide_by_tf(background, tf, path)
+        tf_done = True
+    fov = reader.numbers("/calibration/fieldOfView", size=3, default=None)
+    if fov is None:
+        warnings.warn(f"{path}: /calibration/fieldOfView missing; using zeros",
+                      MDFWarning, stacklevel=3)
+        fov = np.zeros(3)
+    center = reader.numbers("/calibration/fieldOfViewCenter", size=3, default=np.zeros(3))
+    metadata = collect_metadata(reader, "system_matrix")
+    perm = _model_permutation(layout, frames)
+    if perm is not None:
+        metadata[FRAME_PERMUTATION] = perm
+    channels, freqs = foreground.shape[1:]
+    nx, ny, nz = grid
+    data = np.ascontiguousarray(np.moveaxis(foreground, 0, -1), dtype=np.complex64)
+    return SystemMatrix(
+        data=data.reshape(channels, freqs, nz, ny, nx),
+        frequencies=layout.bin_frequencies(bins), grid=grid, fov=fov, center=center,
+        snr=_snr(reader, layout, bins, positions, period),
+        background=background.astype(np.complex64) if background.shape[0] else None,
+        frequency_indices=bins, transfer_function=tf,
+        is_background_corrected=bg_done, is_transfer_function_corrected=tf_done,
+        metadata=metadata)
+
+
+def load_measurement(path: str | os.PathLike[str], *, frequencies: Any = None,
+                     bg_correction: bool = False, tf_correction: bool | None = None,
+                     backend: str = "python", period: int = 0) -> Measurement:
+    """Load a (phantom) measurement MDF file in the frequency domain.
+
+    Parameters are as for :func:`load_system_matrix`; ``bg_correction=True`` subtracts
+    the mean of all background frames (MPIFiles' measurement rule). Frames keep their
+    stored order; one period (``period``) is loaded per frame.
+
+    Returns
+    -------
+    Measurement with data complex64 ``(F, C, K)`` (foreground frames), ``background``
+    ``(E, C, K)`` or None, ``num_averages`` from ``/acquisition/numAverages``.
+    """
+    if backend == "julia":
+        return _dispatch_julia("load_measurement", path, period, frequencies=frequencies,
+                               bg_correction=bg_correction, tf_correction=tf_correction)
+    if backend != "python":
+        raise ValueError(f"backend must be 'python' or 'julia', got {backend!r}")
+    path = os.fspath(path)
+    with open_mdf(path) as reader:
+        with guard(path, "/measurement"):
+            layout = parse_layout(reader)
+            if layout.sparse:
+                raise reader.error("/measurement/isSparsityTransformed",
+                                   "sparsity-transformed data is a system matrix layout; "
+                                   "use load_system_matrix")
+        bins, positions = _positions(layout, frequencies, path)
+        _check_period(layout, period, path)
+        with guard(path, "/measurement/data"):
+            return _build_measurement(reader, layout, bins, positions, period,
+                                      bg_correction, tf_correction)
+
+
+def _build_measurement(reader: FieldReader, layout: Layout, bins: np.ndarray,
+                       positions: np.ndarray, period: int, bg_correction: bool,
+                       tf_correction: bool | None) -> Measurement:
+    path = reader.path
+    frames = _read_split(reader, layout, bins, positions, period)
+    if frames.foreground.shape[0] == 0:
+        raise reader.error("/measurement/isBackgroundFrame", "every frame is a background "
+                                                             "frame")
+    foreground, background = frames.foreground, frames.background
+    bg_done = reader.flag("/measurement/isBackgroundCorrected")
+    if bg_correction and not bg_done:
+        if background.shape[0]:
+            foreground = subtract_mean_background(foreground, background)
+            bg_done = True
+        else:
+            warnings.warn(f"{path}: no background frames; background correction skipped",
+                          MDFWarning, stacklevel=3)
+    tf = _transfer_function(reader, layout, bins, positions)
+    tf_done = reader.flag("/measurement/isTransferFunctionCorrected")
+    if _tf_request(reader, tf, tf_correction, tf_done):
+        foreground = _divide_by_tf(foreground, tf, path)
+        background = _divide_by_tf(background, tf, path)
+        tf_done = True
+    num_averages = reader.integer("/acquisition/numAverages", 1)
+    metadata = collect_metadata(reader, "measurement")
+    perm = _model_permutation(layout, frames)
+    if perm is not None:
+        metadata[FRAME_PERMUTATION] = perm
+    return Measurement(
+        data=foreground.astype(np.complex64), frequencies=layout.bin_frequencies(bins),
+        background=background.astype(np.complex64) if background.shape[0] else None,
+        frequency_indices=bins, transfer_function=tf,
+        is_background_corrected=bg_done, is_transfer_function_corrected=tf_done,
+        num_averages=num_averages, metadata=metadata)
