@@ -48,7 +48,6 @@ __all__ = ["available_engines", "kaczmarz"]
 # slices and the x slices of all frames in the L1/L2 cache.
 _MULTI_FRAME_BLOCK = 2048
 
-
 try:  # optional extra pympisr[speed]
     import numba
 except ImportError:  # pragma: no cover - exercised where numba is missing
@@ -59,84 +58,104 @@ if numba is not None:
                              nogil=True)
 
     @_jit
-    def _dot(row: np.ndarray, xr: np.ndarray, xi: np.ndarray) -> tuple[float, float]:
-        """Real and imaginary part of ``a . x``; ``row`` is interleaved float32."""
-        sr = np.float32(0.0)
-        si = np.float32(0.0)
-        for j in range(xr.size):
-            ar = row[2 * j]
-            ai = row[2 * j + 1]
-            sr += ar * xr[j] - ai * xi[j]
-            si += ar * xi[j] + ai * xr[j]
-        return sr, si
+    def _pair_update_dot(a0: np.ndarray, a1: np.ndarray, c0: np.ndarray, c1: np.ndarray,
+                         xr: np.ndarray, xi: np.ndarray, al0r: float, al0i: float,
+                         al1r: float, al1i: float) -> tuple[float, float, float, float]:
+        """``x += alpha0 conj(a0) + alpha1 conj(a1)`` fused with ``c0 . x`` and ``c1 . x``.
 
-    @_jit
-    def _update(row: np.ndarray, xr: np.ndarray, xi: np.ndarray, alr: float,
-               ali: float) -> None:
-        """``x += alpha conj(a)``."""
+        Rows are interleaved float32 (``2 N``), ``x`` is split into float32 planes
+        ``xr``, ``xi`` (``N``). Returns real and imaginary parts of ``c0 . x`` and
+        ``c1 . x`` for the updated ``x``.
+        """
+        s0r = np.float32(0.0)
+        s0i = np.float32(0.0)
+        s1r = np.float32(0.0)
+        s1i = np.float32(0.0)
         for j in range(xr.size):
-            ar = row[2 * j]
-            ai = row[2 * j + 1]
-            xr[j] += alr * ar + ali * ai
-            xi[j] += ali * ar - alr * ai
-
-    @_jit
-    def _update_dot(row: np.ndarray, nxt: np.ndarray, xr: np.ndarray, xi: np.ndarray,
-                   alr: float, ali: float) -> tuple[float, float]:
-        """``x += alpha conj(a)`` fused with ``b . x`` of the next row ``b``."""
-        sr = np.float32(0.0)
-        si = np.float32(0.0)
-        for j in range(xr.size):
-            ar = row[2 * j]
-            ai = row[2 * j + 1]
-            vr = xr[j] + alr * ar + ali * ai
-            vi = xi[j] + ali * ar - alr * ai
+            p = a0[2 * j]
+            q = a0[2 * j + 1]
+            g = a1[2 * j]
+            h = a1[2 * j + 1]
+            vr = xr[j] + al0r * p + al0i * q + al1r * g + al1i * h
+            vi = xi[j] + al0i * p - al0r * q + al1i * g - al1r * h
             xr[j] = vr
             xi[j] = vi
-            br = nxt[2 * j]
-            bi = nxt[2 * j + 1]
-            sr += br * vr - bi * vi
-            si += br * vi + bi * vr
-        return sr, si
+            p = c0[2 * j]
+            q = c0[2 * j + 1]
+            s0r += p * vr - q * vi
+            s0i += p * vi + q * vr
+            g = c1[2 * j]
+            h = c1[2 * j + 1]
+            s1r += g * vr - h * vi
+            s1i += g * vi + h * vr
+        return s0r, s0i, s1r, s1i
 
     @_jit
-    def _sweeps(sf: np.ndarray, u: np.ndarray, v: np.ndarray, rows: np.ndarray,
+    def _pair_pass(sf: np.ndarray, r0: int, r1: int, n0: int, n1: int, xr: np.ndarray,
+                   xi: np.ndarray, alpha0: np.ndarray, alpha1: np.ndarray,
+                   tau0: np.ndarray, tau1: np.ndarray, block: int) -> None:
+        """Add ``alpha0 conj(a_r0) + alpha1 conj(a_r1)`` to every frame's ``x`` and set
+        ``tau0 = a_n0 . x``, ``tau1 = a_n1 . x`` (per frame), in column blocks."""
+        num_frames, n = xr.shape
+        tau0[:] = 0.0
+        tau1[:] = 0.0
+        for lo in range(0, n, block):
+            hi = min(n, lo + block)
+            a0 = sf[r0, 2 * lo:2 * hi]
+            a1 = sf[r1, 2 * lo:2 * hi]
+            c0 = sf[n0, 2 * lo:2 * hi]
+            c1 = sf[n1, 2 * lo:2 * hi]
+            for f in range(num_frames):
+                p, q, g, h = _pair_update_dot(
+                    a0, a1, c0, c1, xr[f, lo:hi], xi[f, lo:hi],
+                    np.float32(alpha0[f].real), np.float32(alpha0[f].imag),
+                    np.float32(alpha1[f].real), np.float32(alpha1[f].imag))
+                tau0[f] += complex(p, q)
+                tau1[f] += complex(g, h)
+
+    @_jit
+    def _sweeps(sf: np.ndarray, gram: np.ndarray, u: np.ndarray, v: np.ndarray,
                 denom: np.ndarray, eps: np.ndarray, xr: np.ndarray, xi: np.ndarray,
                 iterations: int, enforce_real: bool, enforce_positive: bool,
                 block: int) -> None:
-        """``iterations`` sweeps over ``rows``; ``sf`` is ``S`` viewed as float32."""
+        """``iterations`` sweeps over all rows of ``S``, two rows per pass.
+
+        ``sf``: ``S.view(np.float32)`` ``(M, 2 N)``; ``gram``: :func:`_energies_and_gram`;
+        ``u``, ``v``: ``(M, F)`` complex128; ``denom``, ``eps``: ``(M,)`` (0 for a row to
+        skip, which makes its ``alpha`` 0); ``xr``, ``xi``: ``(F, N)`` float32, updated
+        in place. Rows ``2 b`` and ``2 b + 1`` form pair ``b``: with
+        ``gram[b] = a_{2b+1} . conj(a_{2b})`` the second row's product with ``x`` after
+        the first row's update is ``a_{2b+1} . x + alpha_{2b} gram[b]``, so one pass over
+        the columns applies both updates and computes the next pair's products. An odd
+        last row is paired with itself with ``alpha_1 = 0``.
+        """
         num_frames, n = xr.shape
-        num_rows = rows.size
-        tau = np.zeros(num_frames, dtype=np.complex128)
-        alr = np.zeros(num_frames, dtype=np.float32)
-        ali = np.zeros(num_frames, dtype=np.float32)
+        m = denom.size
+        tau0 = np.zeros(num_frames, dtype=np.complex128)
+        tau1 = np.zeros(num_frames, dtype=np.complex128)
+        alpha0 = np.zeros(num_frames, dtype=np.complex128)
+        alpha1 = np.zeros(num_frames, dtype=np.complex128)
         for _ in range(iterations):
-            first = sf[rows[0]]
-            for f in range(num_frames):
-                tr, ti = _dot(first, xr[f], xi[f])
-                tau[f] = complex(tr, ti)
-            for i in range(num_rows):
-                r = rows[i]
+            alpha0[:] = 0.0
+            alpha1[:] = 0.0
+            _pair_pass(sf, 0, 0, 0, min(1, m - 1), xr, xi, alpha0, alpha1, tau0, tau1,
+                       block)
+            for b in range((m + 1) // 2):
+                r0 = 2 * b
+                r1 = min(r0 + 1, m - 1)
                 for f in range(num_frames):
-                    alpha = denom[i] * (u[r, f] - tau[f] - eps[i] * v[r, f])
-                    v[r, f] += alpha * eps[i]
-                    alr[f] = alpha.real
-                    ali[f] = alpha.imag
-                    tau[f] = 0.0
-                row = sf[r]
-                if i + 1 < num_rows:
-                    nxt = sf[rows[i + 1]]
-                    for lo in range(0, n, block):
-                        hi = min(n, lo + block)
-                        rs = row[2 * lo:2 * hi]
-                        ns = nxt[2 * lo:2 * hi]
-                        for f in range(num_frames):
-                            tr, ti = _update_dot(rs, ns, xr[f, lo:hi], xi[f, lo:hi],
-                                                 alr[f], ali[f])
-                            tau[f] += complex(tr, ti)
-                else:
-                    for f in range(num_frames):
-                        _update(row, xr[f], xi[f], alr[f], ali[f])
+                    a0 = denom[r0] * (u[r0, f] - tau0[f] - eps[r0] * v[r0, f])
+                    v[r0, f] += a0 * eps[r0]
+                    alpha0[f] = a0
+                    if r1 > r0:
+                        t1 = tau1[f] + a0 * gram[b]
+                        a1 = denom[r1] * (u[r1, f] - t1 - eps[r1] * v[r1, f])
+                        v[r1, f] += a1 * eps[r1]
+                        alpha1[f] = a1
+                    else:
+                        alpha1[f] = 0.0
+                _pair_pass(sf, r0, r1, min(r0 + 2, m - 1), min(r0 + 3, m - 1), xr, xi,
+                           alpha0, alpha1, tau0, tau1, block)
             for f in range(num_frames):
                 if enforce_real:
                     xi[f, :] = 0.0
@@ -145,18 +164,39 @@ if numba is not None:
                         if xr[f, j] < 0.0:
                             xr[f, j] = 0.0
 
-
     @_jit
-    def _row_energies_numba(sf: np.ndarray) -> np.ndarray:
-        """Sum of squares of each row of the float32 view, accumulated in float64."""
-        out = np.empty(sf.shape[0], dtype=np.float64)
-        for i in range(sf.shape[0]):
-            row = sf[i]
-            acc = 0.0
-            for j in range(row.size):
-                acc += np.float64(row[j]) * row[j]
-            out[i] = acc
-        return out
+    def _energies_and_gram(sf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Row energies ``|a_i|^2`` ``(M,)`` and pair products
+        ``gram[b] = a_{2b+1} . conj(a_{2b})`` ``(ceil(M/2),)`` (0 for an odd last row)
+        of ``S`` given as ``sf = S.view(np.float32)``; one read of ``S``. Accumulation in
+        float32 (vectorised partial sums, like the sweep kernel's products)."""
+        m = sf.shape[0]
+        n = sf.shape[1] // 2
+        energy = np.zeros(m, dtype=np.float64)
+        gram = np.zeros((m + 1) // 2, dtype=np.complex128)
+        for b in range((m + 1) // 2):
+            r0 = 2 * b
+            r1 = min(r0 + 1, m - 1)
+            a0 = sf[r0]
+            a1 = sf[r1]
+            e0 = np.float32(0.0)
+            e1 = np.float32(0.0)
+            gr = np.float32(0.0)
+            gi = np.float32(0.0)
+            for j in range(n):
+                p = a0[2 * j]
+                q = a0[2 * j + 1]
+                g = a1[2 * j]
+                h = a1[2 * j + 1]
+                e0 += p * p + q * q
+                e1 += g * g + h * h
+                gr += g * p + h * q
+                gi += h * p - g * q
+            energy[r0] = e0
+            energy[r1] = e1
+            if r1 > r0:
+                gram[b] = complex(gr, gi)
+        return energy, gram
 
 
 def _numba_kernel() -> Any:
@@ -172,7 +212,7 @@ def available_engines() -> list[str]:
 def _row_energies(S: np.ndarray) -> np.ndarray:
     """``|a_i|^2`` per row, float64 (one read of ``S``, no temporaries)."""
     if numba is not None:
-        return _row_energies_numba(S.view(np.float32))
+        return _energies_and_gram(S.view(np.float32))[0]
     return np.array([np.vdot(row, row).real for row in S], dtype=np.float64)
 
 
@@ -281,28 +321,36 @@ def kaczmarz(S: np.ndarray, u: np.ndarray, *, iterations: int = 3, lambd: float 
 
     num_frames = u2.shape[1]
     w = np.ones(m) if weights is None else _weights(weights, m)
-    energy = _row_energies(S) if n else np.zeros(m)
+    gram = None
+    if kernel is not None and n:
+        energy, gram = _energies_and_gram(S.view(np.float32))
+    else:
+        energy = _row_energies(S) if n else np.zeros(m)
     s2 = energy * w**2
-    rows = np.flatnonzero(s2 > 0).astype(np.int64)
-    if rows.size == 0 or iterations == 0:
+    active = s2 > 0
+    if not active.any() or iterations == 0:
         x = np.zeros((n, num_frames), dtype=np.complex64)
         return x[:, 0] if single else x
     lam = float(lambd) * (float(energy.sum()) / n if normalize_reg else 1.0)
-    denom = w[rows] ** 2 / (s2[rows] + lam)
-    eps = np.sqrt(lam) / w[rows]
     u_rows = np.ascontiguousarray(u2, dtype=np.complex128)
     v = np.zeros_like(u_rows)
 
     if kernel is not None:
+        # all rows in order; a skipped row gets denom = eps = 0, hence alpha = 0
+        denom = np.divide(w**2, s2 + lam, out=np.zeros(m), where=active)
+        eps = np.divide(np.sqrt(lam), w, out=np.zeros(m), where=active)
         xr = np.zeros((num_frames, n), dtype=np.float32)
         xi = np.zeros((num_frames, n), dtype=np.float32)
         block = n if num_frames == 1 else _MULTI_FRAME_BLOCK
-        kernel(S.view(np.float32), u_rows, v, rows, denom, eps, xr, xi, int(iterations),
+        kernel(S.view(np.float32), gram, u_rows, v, denom, eps, xr, xi, int(iterations),
                bool(enforce_real), bool(enforce_positive), int(block))
         x = np.empty((n, num_frames), dtype=np.complex64)
         x.real = xr.T
         x.imag = xi.T
     else:
+        rows = np.flatnonzero(active)
+        denom = w[rows] ** 2 / (s2[rows] + lam)
+        eps = np.sqrt(lam) / w[rows]
         xt = np.zeros((num_frames, n), dtype=np.complex64)
         _numpy_sweeps(S, u_rows, v, rows, denom, eps, xt, int(iterations),
                       bool(enforce_real), bool(enforce_positive))
