@@ -1,0 +1,44 @@
+"""``pympisr export CHECKPOINT --out NAME.onnx``: end-to-end ONNX export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+@click.command(name="export")
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Output .onnx file; golden .npy pairs are written beside it.")
+@click.option("--metrics", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSON file of test metrics to store in the model's metadata.")
+@click.option("--description", help="Training-data description for the metadata.")
+@click.option("--register", "register_name",
+              help="Add the model to the manifest.json in the output folder under this "
+                   "name (replacing an entry of the same name).")
+@click.option("--live-weights", is_flag=True, help="Export the live instead of the EMA "
+              "weights.")
+@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+def command(checkpoint: Path, out: Path, metrics: Path | None, description: str | None,
+            register_name: str | None, live_weights: bool, overwrite: bool) -> None:
+    """Export a training CHECKPOINT to a self-contained ONNX graph (DESIGN section 8).
+
+    The export is checked against PyTorch at two grid shapes and fails otherwise.
+    """
+    from ..export import export_checkpoint
+
+    if out.suffix != ".onnx":
+        raise click.BadParameter("must end in .onnx", param_hint="--out")
+    test_metrics = json.loads(metrics.read_text()) if metrics else None
+    result = export_checkpoint(checkpoint, out, test_metrics=test_metrics,
+                               description=description, ema=not live_weights,
+                               overwrite=overwrite)
+    click.echo(f"wrote {result.path} ({result.path.stat().st_size / 1e6:.2f} MB), "
+               f"{result.golden_input.name}, {result.golden_output.name}; ONNX vs PyTorch "
+               f"max relative difference {result.parity_error:.1e}")
+    if register_name:
+        from ..model_zoo import manifest_entry, register_model
+        manifest = register_model(manifest_entry(register_name, result), out.parent)
+        click.echo(f"registered {register_name!r} in {manifest}")

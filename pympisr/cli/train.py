@@ -1,0 +1,51 @@
+"""``pympisr train CONFIG.toml [--resume]``: train a restoration network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command(name="train")
+@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--resume", is_flag=True, help="Continue from OUTPUT_DIR/last.pt.")
+@click.option("--data", "data_root", type=click.Path(file_okay=False, path_type=Path),
+              help="Override [data] root (dataset folder).")
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Override [experiment] output_dir.")
+@click.option("--steps", type=click.IntRange(min=1), help="Override [train] steps.")
+@click.option("--max-minutes", type=click.FloatRange(min=0),
+              help="Override [train] max_minutes (stop and checkpoint after this time).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def command(config: Path, resume: bool, data_root: Path | None, output_dir: Path | None,
+            steps: int | None, max_minutes: float | None, quiet: bool) -> None:
+    """Train the network described by the TOML experiment CONFIG.
+
+    Writes OUTPUT_DIR/last.pt, best.pt (lowest validation loss, EMA weights),
+    history.json and loss.png. Export a checkpoint with `pympisr export`.
+    """
+    from ..training import Trainer, load_config
+
+    cfg = load_config(config)
+    if data_root is not None:
+        cfg.data.root = str(data_root)
+    if output_dir is not None:
+        cfg.experiment.output_dir = str(output_dir)
+    if steps is not None:
+        cfg.train.steps = steps
+    if max_minutes is not None:
+        cfg.train.max_minutes = max_minutes
+    cfg.validate(str(config))
+    last = Path(cfg.experiment.output_dir) / "last.pt"
+    if last.exists() and not resume:
+        raise click.ClickException(f"{last} exists: pass --resume to continue that run, "
+                                   "or choose another --output-dir")
+    trainer = Trainer(cfg, progress=not quiet)
+    result = trainer.fit(resume=resume)
+    state = "finished" if result.finished else "stopped at the time limit (use --resume)"
+    click.echo(f"{cfg.experiment.name}: {state} at step {result.step} after "
+               f"{result.elapsed_s / 60:.1f} min; train L1 {result.train_loss:.4f}, "
+               f"val L1 {result.val_loss:.4f} (best {result.best_val_loss:.4f}, "
+               f"noisy input {result.val_identity_loss:.4f})")
+    click.echo(f"checkpoints: {result.last_checkpoint}, {result.best_checkpoint}")

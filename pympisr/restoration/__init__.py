@@ -1,0 +1,8 @@
+"""Restoration of system matrices with exported ONNX models (onnxruntime, CPU)."""
+
+from __future__ import annotations
+
+from .restore import default_output_path, restore, restore_system_matrix
+from .runtime import OnnxRestorer
+
+__all__ = ["OnnxRestorer", "default_output_path", "restore", "restore_system_matrix"]

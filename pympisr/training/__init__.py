@@ -1,0 +1,20 @@
+"""Training of restoration networks on simulated datasets (seed paper 3.3).
+
+* :mod:`.data`: component dataset with the paper's per-sample preprocessing;
+* :mod:`.losses`: L1 on valid pixels, weighted L1 for inpainting;
+* :mod:`.config`: TOML experiment configs;
+* :mod:`.trainer`: Adam + multi-step schedule, EMA, AMP on CUDA, checkpoints/resume.
+
+``pympisr train CONFIG.toml`` runs an experiment from the command line.
+"""
+
+from __future__ import annotations
+
+from .config import TrainingConfig, load_config
+from .data import ComponentDataset, Preprocessing, StepBatchSampler
+from .losses import masked_l1, weighted_masked_l1
+from .trainer import EMA, Trainer, TrainResult, load_checkpoint, model_from_checkpoint
+
+__all__ = ["EMA", "ComponentDataset", "Preprocessing", "StepBatchSampler", "TrainResult",
+           "Trainer", "TrainingConfig", "load_checkpoint", "load_config", "masked_l1",
+           "model_from_checkpoint", "weighted_masked_l1"]
