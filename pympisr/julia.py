@@ -106,6 +106,18 @@ function divide_tf!(data, tf)
     return data
 end
 
+# divide data and background (K', C, frames; background may be nothing) by the transfer
+# function when `tf` asks for it; returns the transfer function and whether it was applied
+function correct_tf!(data, background, f, tf, path, stored, wanted, positions)
+    tfun = transfer_function(f, stored, wanted, positions)
+    apply_tf = tf_request(f, tf, path)
+    if apply_tf
+        divide_tf!(data, tfun)
+        background === nothing || divide_tf!(background, tfun)
+    end
+    return tfun, apply_tf
+end
+
 function load_system_matrix(path::AbstractString, bins, bg::Bool, tf)
     f = MPIFile(path)
     calib = calibSize(f)
@@ -120,12 +132,7 @@ function load_system_matrix(path::AbstractString, bins, bg::Bool, tf)
     S = getSystemMatrix(f, rows; bgCorrection = apply_bg)
     data = permutedims(reshape(S[:, 1:length(rows)], size(S, 1), length(wanted), nchan), (2, 3, 1))
     background = has_bg ? permutedims(MPIFiles.systemMatrixWithBG(f, positions)[measBGFrameIdx(f), :, :, 1], (2, 3, 1)) : nothing
-    tfun = transfer_function(f, stored, wanted, positions)
-    apply_tf = tf_request(f, tf, path)
-    if apply_tf
-        divide_tf!(data, tfun)
-        background === nothing || divide_tf!(background, tfun)
-    end
+    tfun, apply_tf = correct_tf!(data, background, f, tf, path, stored, wanted, positions)
     snr_all = calibSNR(f)
     snr = snr_all === nothing ? nothing : Float32.(snr_all[positions, :, 1])
     fov = calibFov(f)
@@ -152,12 +159,7 @@ function load_measurement(path::AbstractString, bins, bg::Bool, tf)
     background = has_bg ?
         ComplexF32.(getMeasurementsFD(f, false; frames = measBGFrameIdx(f), tfCorrection = false)[wanted, :, 1, :]) :
         nothing
-    tfun = transfer_function(f, stored, wanted, positions)
-    apply_tf = tf_request(f, tf, path)
-    if apply_tf
-        divide_tf!(data, tfun)
-        background === nothing || divide_tf!(background, tfun)
-    end
+    tfun, apply_tf = correct_tf!(data, background, f, tf, path, stored, wanted, positions)
     return (data = data, frequencies = Float64.(rxFrequencies(f)[wanted]), bins = wanted .- 1,
             background = background, transfer_function = tfun,
             bg_corrected = apply_bg || bg_done, tf_corrected = apply_tf || measIsTFCorrected(f),

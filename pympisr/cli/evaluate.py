@@ -6,12 +6,11 @@ from pathlib import Path
 
 import click
 
+from ._parsing import comma_separated
+
 
 def _parse_sigmas(ctx: click.Context, param: click.Parameter, value: str) -> list[float]:
-    try:
-        sigmas = [float(s) for s in value.split(",") if s.strip()]
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers") from None
+    sigmas = comma_separated(value, float, "numbers")
     if not sigmas or any(s < 0 for s in sigmas):
         raise click.BadParameter(f"{value!r}: give at least one noise level, all >= 0")
     return sigmas

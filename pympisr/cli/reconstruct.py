@@ -6,18 +6,22 @@ from pathlib import Path
 
 import click
 
+from ._parsing import comma_separated
+
 
 def _parse_channels(ctx: click.Context, param: click.Parameter, value: str | None
                     ) -> list[int] | None:
     if value is None:
         return None
-    try:
-        channels = [int(s) for s in value.split(",") if s.strip()]
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers") from None
+    channels = comma_separated(value, int, "integers")
     if not channels or any(c < 0 for c in channels):
         raise click.BadParameter(f"{value!r}: give 0-based channel numbers")
     return channels
+
+
+def _parse_frames(ctx: click.Context, param: click.Parameter, value: str | None
+                  ) -> list[int] | None:
+    return None if value is None else comma_separated(value, int, "integers")
 
 
 @click.command(name="reconstruct")
@@ -39,7 +43,7 @@ def _parse_channels(ctx: click.Context, param: click.Parameter, value: str | Non
               help="Kaczmarz sweeps.")
 @click.option("--lambd", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Tikhonov parameter relative to ||S||_F^2 / N.")
-@click.option("--frames", type=str, default=None,
+@click.option("--frames", callback=_parse_frames, default=None,
               help="0-based foreground frames, comma separated (default: all).")
 @click.option("--num-averages", type=click.IntRange(min=1), default=1, show_default=True,
               help="Average blocks of this many consecutive frames.")
@@ -51,7 +55,7 @@ def _parse_channels(ctx: click.Context, param: click.Parameter, value: str | Non
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 def command(sm_path: Path, meas_path: Path, out: Path, snr_thresh: float, min_freq: float,
             max_freq: float | None, channels: list[int] | None, iterations: int,
-            lambd: float, frames: str | None, num_averages: int, weighting: str,
+            lambd: float, frames: list[int] | None, num_averages: int, weighting: str,
             no_bg_correction: bool, backend: str, overwrite: bool) -> None:
     """Reconstruct the measurement MEAS with the system matrix SM (MPIReco's Kaczmarz).
 
@@ -64,16 +68,9 @@ def command(sm_path: Path, meas_path: Path, out: Path, snr_thresh: float, min_fr
     from ..reco.output import write_image
     from ..reco.reconstruct import Reconstruction, reconstruct, reconstruct_with_metadata
 
-    frame_list = None
-    if frames is not None:
-        try:
-            frame_list = [int(s) for s in frames.split(",") if s.strip()]
-        except ValueError:
-            raise click.BadParameter(f"{frames!r} is not a list of integers",
-                                     param_hint="--frames") from None
     kwargs = dict(snr_thresh=snr_thresh, min_freq=min_freq, max_freq=max_freq,
                   rec_channels=channels, iterations=iterations, lambd=lambd,
-                  bg_correction=not no_bg_correction, frames=frame_list,
+                  bg_correction=not no_bg_correction, frames=frames,
                   num_averages=num_averages,
                   weighting=None if weighting == "none" else weighting)
     try:

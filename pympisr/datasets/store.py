@@ -39,7 +39,7 @@ import numpy as np
 from ..atomic import atomic_output
 from ..errors import MDFError
 
-__all__ = ["ComponentStore", "DatasetItem", "item_path", "read_item", "write_item"]
+__all__ = ["ComponentStore", "DatasetItem", "item_path", "json_default", "read_item", "write_item"]
 
 
 @dataclass
@@ -73,15 +73,16 @@ def write_item(path: str | os.PathLike[str], item: DatasetItem, *, overwrite: bo
             f["grid"] = np.asarray(item.grid, np.int64)
             f["fov"] = np.asarray(item.fov, np.float64)
             f["center"] = np.asarray(item.center, np.float64)
-            f["params_json"] = json.dumps(item.params, default=_json_default)
+            f["params_json"] = json.dumps(item.params, default=json_default)
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """``json.dumps(default=...)`` hook: numpy arrays become lists, numpy scalars numbers."""
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):
         return value.item()
-    raise TypeError(f"cannot store {type(value).__name__} in params_json")
+    raise TypeError(f"cannot store a {type(value).__name__} as JSON")
 
 
 def read_item(path: str | os.PathLike[str], components: slice | np.ndarray | None = None) -> DatasetItem:

@@ -187,6 +187,15 @@ class FieldReader:
             return int(item)
         raise self.error(field, f"expected an integer, found {item!r} ({arr.dtype})")
 
+    def _flat_of_size(self, field: str, arr: np.ndarray, size: int | None) -> np.ndarray:
+        """``arr`` flattened when ``size`` is given (it must have ``size`` elements)."""
+        if size is None:
+            return arr
+        arr = arr.reshape(-1)
+        if arr.size != size:
+            raise self.error(field, f"expected {size} values, found {arr.size}")
+        return arr
+
     def number(self, field: str, default: Any = _MISSING) -> float:
         value = self.raw(field, default)
         if value is default and default is not _MISSING:
@@ -208,11 +217,7 @@ class FieldReader:
         arr = np.asarray(value)
         if arr.dtype.kind not in "iuf":
             raise self.error(field, f"expected numbers, found {arr.dtype}")
-        arr = arr.astype(np.float64)
-        if size is not None:
-            arr = arr.reshape(-1)
-            if arr.size != size:
-                raise self.error(field, f"expected {size} values, found {arr.size}")
+        arr = self._flat_of_size(field, arr.astype(np.float64), size)
         if not np.all(np.isfinite(arr)):
             raise self.error(field, "contains NaN or Inf")
         return arr
@@ -228,11 +233,7 @@ class FieldReader:
             arr = arr.astype(np.int64)
         if arr.dtype.kind not in "iub":
             raise self.error(field, f"expected integers, found {arr.dtype}")
-        arr = arr.astype(np.int64)
-        if size is not None:
-            arr = arr.reshape(-1)
-            if arr.size != size:
-                raise self.error(field, f"expected {size} values, found {arr.size}")
+        arr = self._flat_of_size(field, arr.astype(np.int64), size)
         return arr
 
     def string(self, field: str, default: Any = _MISSING) -> str:

@@ -36,7 +36,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,7 +195,7 @@ def _divide_by_tf(data: np.ndarray, tf: np.ndarray, path: str) -> np.ndarray:
     safe = np.where(tf == 0, 1, tf).astype(data.dtype)
     if np.any(tf == 0):
         warnings.warn(f"{path}: {TF}: zero at {int(np.sum(tf == 0))} (channel, frequency) "
-                      "pairs; those are left uncorrected", MDFWarning, stacklevel=4)
+                      "pairs; those are left uncorrected", MDFWarning, stacklevel=6)
     data /= safe
     return data
 
@@ -279,6 +279,32 @@ def _tf_request(reader: FieldReader, tf: np.ndarray | None, tf_correction: bool 
     return bool(tf_correction) and not corrected
 
 
+def _correct_tf(reader: FieldReader, layout: Layout, bins: np.ndarray,
+                positions: np.ndarray, tf_correction: bool | None, foreground: np.ndarray,
+                background: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, bool]:
+    """Step 5 of the module docstring for foreground ``(M, C, K)`` and background
+    ``(E, C, K)`` frames: returns them (divided in place when the correction applies),
+    the transfer function ``(C, K)`` or None, and whether the result is TF corrected."""
+    tf = _transfer_function(reader, layout, bins, positions)
+    tf_done = reader.flag("/measurement/isTransferFunctionCorrected")
+    if _tf_request(reader, tf, tf_correction, tf_done):
+        foreground = _divide_by_tf(foreground, tf, reader.path)
+        background = _divide_by_tf(background, tf, reader.path)
+        tf_done = True
+    return foreground, background, tf, tf_done
+
+
+def _model_metadata(reader: FieldReader, layout: Layout, frames: _Frames,
+                    kind: str) -> dict[str, Any]:
+    """The file's metadata for ``kind`` plus the frame permutation in model order."""
+    metadata = collect_metadata(reader, kind)
+    perm = _model_permutation(layout, frames)
+    if perm is not None:
+        metadata[FRAME_PERMUTATION] = perm
+    return metadata
+
+
 def _snr(reader: FieldReader, layout: Layout, bins: np.ndarray, positions: np.ndarray,
          period: int) -> np.ndarray | None:
     if not reader.has(SNR):
@@ -292,8 +318,38 @@ def _snr(reader: FieldReader, layout: Layout, bins: np.ndarray, positions: np.nd
     out = _along_frequencies(reader, SNR, snr[period], layout, bins, positions)
     if not np.all(np.isfinite(out)):
         warnings.warn(f"{reader.path}: {SNR}: NaN/Inf at {int(np.sum(~np.isfinite(out)))} "
-                      "selected entries (kept)", MDFWarning, stacklevel=3)
+                      "selected entries (kept)", MDFWarning, stacklevel=5)
     return out.astype(np.float32)
+
+
+def _load(name: str, path: str | os.PathLike[str], *, frequencies: Any, bg_correction: bool,
+          tf_correction: bool | None, backend: str, period: int,
+          prepare: Callable[[FieldReader, Layout], dict[str, Any]],
+          build: Callable[..., Any]) -> Any:
+    """Steps shared by :func:`load_system_matrix` and :func:`load_measurement` (``name``).
+
+    ``backend="julia"`` goes to ``pympisr.julia.<name>``. Otherwise the file is opened,
+    its layout parsed and ``prepare(reader, layout)`` (kind-specific checks; returns extra
+    keyword arguments for ``build``) run, all reported against ``/measurement``; then the
+    frequency rows are selected, ``period`` is checked and ``build(reader, layout, bins,
+    positions, period, bg_correction, tf_correction, **extra)`` reads the data, reported
+    against ``/measurement/data``.
+    """
+    if backend == "julia":
+        return _dispatch_julia(name, path, period, frequencies=frequencies,
+                               bg_correction=bg_correction, tf_correction=tf_correction)
+    if backend != "python":
+        raise ValueError(f"backend must be 'python' or 'julia', got {backend!r}")
+    path = os.fspath(path)
+    with open_mdf(path) as reader:
+        with guard(path, "/measurement"):
+            layout = parse_layout(reader)
+            extra = prepare(reader, layout)
+        bins, positions = _positions(layout, frequencies, path)
+        _check_period(layout, period, path)
+        with guard(path, "/measurement/data"):
+            return build(reader, layout, bins, positions, period, bg_correction,
+                         tf_correction, **extra)
 
 
 # ---------------------------------------------------------------------- public API
@@ -330,29 +386,22 @@ def load_system_matrix(path: str | os.PathLike[str], *, frequencies: Any = None,
     chosen period (or None), ``background`` ``(E, C, K)`` (raw background frames, TF
     corrected with the data; None if E = 0), and every other field in ``metadata``.
     """
-    if backend == "julia":
-        return _dispatch_julia("load_system_matrix", path, period, frequencies=frequencies,
-                               bg_correction=bg_correction, tf_correction=tf_correction)
-    if backend != "python":
-        raise ValueError(f"backend must be 'python' or 'julia', got {backend!r}")
-    path = os.fspath(path)
-    with open_mdf(path) as reader:
-        with guard(path, "/measurement"):
-            layout = parse_layout(reader)
-            if not reader.is_group("/calibration"):
-                raise reader.error("/calibration", "missing: not a calibration "
-                                                   "(system matrix) file")
-            grid = _grid(reader)
-        bins, positions = _positions(layout, frequencies, path)
-        _check_period(layout, period, path)
-        with guard(path, "/measurement/data"):
-            return _build_system_matrix(reader, layout, grid, bins, positions, period,
-                                        bg_correction, tf_correction)
+    return _load("load_system_matrix", path, frequencies=frequencies,
+                 bg_correction=bg_correction, tf_correction=tf_correction, backend=backend,
+                 period=period, prepare=_prepare_system_matrix, build=_build_system_matrix)
 
 
-def _build_system_matrix(reader: FieldReader, layout: Layout, grid: tuple[int, int, int],
-                         bins: np.ndarray, positions: np.ndarray, period: int,
-                         bg_correction: bool, tf_correction: bool | None) -> SystemMatrix:
+def _prepare_system_matrix(reader: FieldReader, layout: Layout) -> dict[str, Any]:
+    if not reader.is_group("/calibration"):
+        raise reader.error("/calibration", "missing: not a calibration "
+                                           "(system matrix) file")
+    return {"grid": _grid(reader)}
+
+
+def _build_system_matrix(reader: FieldReader, layout: Layout, bins: np.ndarray,
+                         positions: np.ndarray, period: int, bg_correction: bool,
+                         tf_correction: bool | None, *,
+                         grid: tuple[int, int, int]) -> SystemMatrix:
     path = reader.path
     frames = _read_split(reader, layout, bins, positions, period)
     num_voxels = int(np.prod(grid))
@@ -369,22 +418,15 @@ def _build_system_matrix(reader: FieldReader, layout: Layout, grid: tuple[int, i
         foreground = subtract_system_matrix_background(
             foreground, background, frames.foreground_time, frames.background_time)
         bg_done = True
-    tf = _transfer_function(reader, layout, bins, positions)
-    tf_done = reader.flag("/measurement/isTransferFunctionCorrected")
-    if _tf_request(reader, tf, tf_correction, tf_done):
-        foreground = _divide_by_tf(foreground, tf, path)
-        background = _divide_by_tf(background, tf, path)
-        tf_done = True
+    foreground, background, tf, tf_done = _correct_tf(reader, layout, bins, positions,
+                                                      tf_correction, foreground, background)
     fov = reader.numbers("/calibration/fieldOfView", size=3, default=None)
     if fov is None:
         warnings.warn(f"{path}: /calibration/fieldOfView missing; using zeros",
-                      MDFWarning, stacklevel=3)
+                      MDFWarning, stacklevel=4)
         fov = np.zeros(3)
     center = reader.numbers("/calibration/fieldOfViewCenter", size=3, default=np.zeros(3))
-    metadata = collect_metadata(reader, "system_matrix")
-    perm = _model_permutation(layout, frames)
-    if perm is not None:
-        metadata[FRAME_PERMUTATION] = perm
+    metadata = _model_metadata(reader, layout, frames, "system_matrix")
     channels, freqs = foreground.shape[1:]
     nx, ny, nz = grid
     data = np.ascontiguousarray(np.moveaxis(foreground, 0, -1), dtype=np.complex64)
@@ -412,24 +454,17 @@ def load_measurement(path: str | os.PathLike[str], *, frequencies: Any = None,
     Measurement with data complex64 ``(F, C, K)`` (foreground frames), ``background``
     ``(E, C, K)`` or None, ``num_averages`` from ``/acquisition/numAverages``.
     """
-    if backend == "julia":
-        return _dispatch_julia("load_measurement", path, period, frequencies=frequencies,
-                               bg_correction=bg_correction, tf_correction=tf_correction)
-    if backend != "python":
-        raise ValueError(f"backend must be 'python' or 'julia', got {backend!r}")
-    path = os.fspath(path)
-    with open_mdf(path) as reader:
-        with guard(path, "/measurement"):
-            layout = parse_layout(reader)
-            if layout.sparse:
-                raise reader.error("/measurement/isSparsityTransformed",
-                                   "sparsity-transformed data is a system matrix layout; "
-                                   "use load_system_matrix")
-        bins, positions = _positions(layout, frequencies, path)
-        _check_period(layout, period, path)
-        with guard(path, "/measurement/data"):
-            return _build_measurement(reader, layout, bins, positions, period,
-                                      bg_correction, tf_correction)
+    return _load("load_measurement", path, frequencies=frequencies,
+                 bg_correction=bg_correction, tf_correction=tf_correction, backend=backend,
+                 period=period, prepare=_prepare_measurement, build=_build_measurement)
+
+
+def _prepare_measurement(reader: FieldReader, layout: Layout) -> dict[str, Any]:
+    if layout.sparse:
+        raise reader.error("/measurement/isSparsityTransformed",
+                           "sparsity-transformed data is a system matrix layout; "
+                           "use load_system_matrix")
+    return {}
 
 
 def _build_measurement(reader: FieldReader, layout: Layout, bins: np.ndarray,
@@ -448,18 +483,11 @@ def _build_measurement(reader: FieldReader, layout: Layout, bins: np.ndarray,
             bg_done = True
         else:
             warnings.warn(f"{path}: no background frames; background correction skipped",
-                          MDFWarning, stacklevel=3)
-    tf = _transfer_function(reader, layout, bins, positions)
-    tf_done = reader.flag("/measurement/isTransferFunctionCorrected")
-    if _tf_request(reader, tf, tf_correction, tf_done):
-        foreground = _divide_by_tf(foreground, tf, path)
-        background = _divide_by_tf(background, tf, path)
-        tf_done = True
+                          MDFWarning, stacklevel=4)
+    foreground, background, tf, tf_done = _correct_tf(reader, layout, bins, positions,
+                                                      tf_correction, foreground, background)
     num_averages = reader.integer("/acquisition/numAverages", 1)
-    metadata = collect_metadata(reader, "measurement")
-    perm = _model_permutation(layout, frames)
-    if perm is not None:
-        metadata[FRAME_PERMUTATION] = perm
+    metadata = _model_metadata(reader, layout, frames, "measurement")
     return Measurement(
         data=foreground.astype(np.complex64), frequencies=layout.bin_frequencies(bins),
         background=background.astype(np.complex64) if background.shape[0] else None,

@@ -246,6 +246,23 @@ def _root_fields() -> dict[str, Any]:
             "/_pympisr/version": __version__, "/_pympisr/writtenAt": _now()}
 
 
+def _data_fields(meta: dict[str, Any], data: SystemMatrix | Measurement, *, channels: int,
+                 num_frames: int, num_foreground: int, perm: np.ndarray | None,
+                 fast: bool) -> dict[str, Any]:
+    """Root, receiver and ``/measurement`` layout fields for ``data`` stored as
+    ``num_frames`` frames, the first ``num_foreground`` foreground, the rest background."""
+    receiver, selection = _receiver_fields(meta, data.frequencies, data.frequency_indices,
+                                           channels, data.transfer_function)
+    return {
+        **_root_fields(), **receiver,
+        **_layout_fields(num_frames=num_frames,
+                         background_mask=np.arange(num_frames) >= num_foreground, perm=perm,
+                         fast=fast, selection=selection,
+                         bg_corrected=data.is_background_corrected,
+                         tf_corrected=data.is_transfer_function_corrected),
+    }
+
+
 def _chunks(num_channels: int, num_freqs: int, num_frames: int) -> tuple[int, ...]:
     frames = min(num_frames, max(1, _CHUNK_BYTES * 4 // 8))
     rows = max(1, min(num_freqs, _CHUNK_BYTES // (8 * frames)))
@@ -291,15 +308,9 @@ def save_system_matrix(sm: SystemMatrix, path: str | os.PathLike[str], *,
     perm = _frame_permutation(meta, num_frames)
     if perm is None:
         perm = np.arange(1, num_frames + 1, dtype=np.int64)
-    receiver, selection = _receiver_fields(meta, sm.frequencies, sm.frequency_indices,
-                                           channels, sm.transfer_function)
     explicit: dict[str, Any] = {
-        **_root_fields(), **receiver,
-        **_layout_fields(num_frames=num_frames,
-                         background_mask=np.arange(num_frames) >= num_voxels, perm=perm,
-                         fast=True, selection=selection,
-                         bg_corrected=sm.is_background_corrected,
-                         tf_corrected=sm.is_transfer_function_corrected),
+        **_data_fields(meta, sm, channels=channels, num_frames=num_frames,
+                       num_foreground=num_voxels, perm=perm, fast=True),
         "/calibration/size": np.asarray(sm.grid, dtype=np.int64),
         "/calibration/fieldOfView": np.asarray(sm.fov, dtype=np.float64),
         "/calibration/fieldOfViewCenter": np.asarray(sm.center, dtype=np.float64),
@@ -338,15 +349,9 @@ def save_measurement(meas: Measurement, path: str | os.PathLike[str], *,
     num_bg = 0 if meas.background is None else meas.background.shape[0]
     num_frames = num_fg + num_bg
     perm = _frame_permutation(meta, num_frames)
-    receiver, selection = _receiver_fields(meta, meas.frequencies, meas.frequency_indices,
-                                           channels, meas.transfer_function)
     explicit: dict[str, Any] = {
-        **_root_fields(), **receiver,
-        **_layout_fields(num_frames=num_frames,
-                         background_mask=np.arange(num_frames) >= num_fg, perm=perm,
-                         fast=False, selection=selection,
-                         bg_corrected=meas.is_background_corrected,
-                         tf_corrected=meas.is_transfer_function_corrected),
+        **_data_fields(meta, meas, channels=channels, num_frames=num_frames,
+                       num_foreground=num_fg, perm=perm, fast=False),
         "/acquisition/numAverages": np.int64(meas.num_averages),
     }
     fields = {**meta, **explicit}

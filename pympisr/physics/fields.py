@@ -24,7 +24,6 @@ __all__ = [
     "DIVIDERS",
     "SAMPLING_RATE",
     "drive_field",
-    "drive_frequencies",
     "field",
     "mixing_index",
     "num_frequencies",
@@ -39,11 +38,6 @@ DIVIDERS = (102, 96, 99)  # x, y, z
 def _check_dims(dims: int) -> None:
     if dims not in (2, 3):
         raise ValueError(f"dims must be 2 or 3, got {dims!r}")
-
-
-def drive_frequencies() -> np.ndarray:
-    """Drive frequencies (x, y, z) in Hz, ``(3,)``."""
-    return SAMPLING_RATE / np.asarray(DIVIDERS, dtype=np.float64)
 
 
 def period_samples(dims: int) -> int:

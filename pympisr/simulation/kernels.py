@@ -49,6 +49,22 @@ def _assemble(m_par: float, m_perp: float, xq: float, n: tuple, p: tuple,
         out[v, c, k] = m_par * n[c] + scale * p[c]
 
 
+@njit(cache=True, inline="always")
+def _voxel_anisotropy(drive: np.ndarray, offset: np.ndarray, beta: float, n_vec: tuple,
+                      alpha: float, slice2: np.ndarray, out: np.ndarray, v: int) -> None:
+    """``out[v]`` (3, V): anisotropy moment of voxel ``v`` (easy axis ``n_vec``) along the
+    drive, from the bicubic table slice ``slice2`` (n_u, n_u, 2) at ``alpha``."""
+    for k in range(drive.shape[0]):
+        bx = beta * (drive[k, 0] + offset[v, 0])
+        by = beta * (drive[k, 1] + offset[v, 1])
+        bz = beta * (drive[k, 2] + offset[v, 2])
+        xp = bx * n_vec[0] + by * n_vec[1] + bz * n_vec[2]
+        p_vec = (bx - xp * n_vec[0], by - xp * n_vec[1], bz - xp * n_vec[2])
+        xq = math.sqrt(p_vec[0] ** 2 + p_vec[1] ** 2 + p_vec[2] ** 2)
+        m_par, m_perp = interp_constant_alpha(slice2, xp, xq, alpha)
+        _assemble(m_par, m_perp, xq, n_vec, p_vec, out, v, k)
+
+
 @njit(cache=True, parallel=True)
 def moment_anisotropy_constant(drive: np.ndarray, offset: np.ndarray, beta: float,
                                axes: np.ndarray, alpha: float, slice2: np.ndarray,
@@ -59,15 +75,7 @@ def moment_anisotropy_constant(drive: np.ndarray, offset: np.ndarray, beta: floa
     """
     for v in prange(offset.shape[0]):
         n_vec = (axes[v, 0], axes[v, 1], axes[v, 2])
-        for k in range(drive.shape[0]):
-            bx = beta * (drive[k, 0] + offset[v, 0])
-            by = beta * (drive[k, 1] + offset[v, 1])
-            bz = beta * (drive[k, 2] + offset[v, 2])
-            xp = bx * n_vec[0] + by * n_vec[1] + bz * n_vec[2]
-            p_vec = (bx - xp * n_vec[0], by - xp * n_vec[1], bz - xp * n_vec[2])
-            xq = math.sqrt(p_vec[0] ** 2 + p_vec[1] ** 2 + p_vec[2] ** 2)
-            m_par, m_perp = interp_constant_alpha(slice2, xp, xq, alpha)
-            _assemble(m_par, m_perp, xq, n_vec, p_vec, out, v, k)
+        _voxel_anisotropy(drive, offset, beta, n_vec, alpha, slice2, out, v)
 
 
 @njit(cache=True, parallel=True)
@@ -93,15 +101,7 @@ def moment_anisotropy_varying(drive: np.ndarray, offset: np.ndarray, beta: float
                                        + wa[1] * table[base + 1, i, j, c]
                                        + wa[2] * table[base + 2, i, j, c]
                                        + wa[3] * table[base + 3, i, j, c])
-        for k in range(drive.shape[0]):
-            bx = beta * (drive[k, 0] + offset[v, 0])
-            by = beta * (drive[k, 1] + offset[v, 1])
-            bz = beta * (drive[k, 2] + offset[v, 2])
-            xp = bx * n_vec[0] + by * n_vec[1] + bz * n_vec[2]
-            p_vec = (bx - xp * n_vec[0], by - xp * n_vec[1], bz - xp * n_vec[2])
-            xq = math.sqrt(p_vec[0] ** 2 + p_vec[1] ** 2 + p_vec[2] ** 2)
-            m_par, m_perp = interp_constant_alpha(slice2, xp, xq, alpha)
-            _assemble(m_par, m_perp, xq, n_vec, p_vec, out, v, k)
+        _voxel_anisotropy(drive, offset, beta, n_vec, alpha, slice2, out, v)
 
 
 @njit(cache=True, parallel=True)

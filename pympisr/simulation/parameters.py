@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from ..physics.moments import field_parameter
+from ..datasets.store import json_default
 
 __all__ = ["SAMPLER_RANGES", "SimulationParameters", "reference_parameters", "sample_parameters"]
 
@@ -151,15 +152,7 @@ class SimulationParameters:
             elif isinstance(value, tuple):
                 value = list(value)
             out[f.name] = value
-        return json.loads(json.dumps(out, default=_json_scalar))
-
-
-def _json_scalar(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"cannot store {type(value).__name__} as a simulation parameter")
+        return json.loads(json.dumps(out, default=json_default))
 
 
 def _uniform(rng: np.random.Generator, name: str, size: int | None = None) -> Any:
