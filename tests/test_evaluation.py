@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +101,15 @@ def test_evaluate_3d_strata_and_max_components(tmp_path: Path) -> None:
     assert "Average grid size (12,18]" in table and "Average grid size (18,24]" in table
     paths = write_results(result, tmp_path / "out")
     assert paths["figure"].stat().st_size > 0
+    metrics = json.loads(paths["metrics"].read_text())
+    for sigma_key, methods in metrics["sigma"].items():
+        for method, values in methods.items():
+            row = next(r for r in summary if r["stratum"] == "all" and r["method"] == method
+                       and f"{r['sigma']:g}" == sigma_key)
+            assert values["n"] == row["n"]
+            if values["psnr"] is not None:
+                assert values["psnr"] == pytest.approx(row["psnr"], abs=1e-4)
+                assert values["psnr_ci"][0] <= values["psnr"] <= values["psnr_ci"][1]
     with pytest.raises(FileExistsError):
         write_results(result, tmp_path / "out")
 

@@ -26,7 +26,7 @@ def _parse_sigmas(ctx: click.Context, param: click.Parameter, value: str) -> lis
               callback=_parse_sigmas,
               help="Noise levels (std of real and imag parts, relative to unit-max components).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for per_component.csv, summary.csv, table.md, examples.png.")
+              help="Folder for per_component.csv, summary.csv, table.md, examples.png, metrics.json.")
 @click.option("--max-components", type=click.IntRange(min=1), default=None,
               help="Evaluate at most N components, spread evenly over the split.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Noise seed.")
