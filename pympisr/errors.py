@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["MDFError"]
+__all__ = ["MDFError", "PympisrError"]
 
 
-class MDFError(Exception):
+class PympisrError(Exception):
+    """Base of the errors pympisr raises for problems with a user's input (files, models,
+    environment), as opposed to bugs; the CLI prints their message without a traceback."""
+
+
+class MDFError(PympisrError):
     """A file could not be read or written as an MDF (or pympisr HDF5) file.
 
     The message always names the file, the field (HDF5 path) and the problem::

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import MDFError
+from .errors import MDFError, PympisrError
 from .system_matrix import Measurement, SystemMatrix
 
 __all__ = [
@@ -187,7 +187,7 @@ end
 _STATE: dict[str, Any] = {}
 
 
-class JuliaUnavailableError(RuntimeError):
+class JuliaUnavailableError(PympisrError, RuntimeError):
     """The Julia backend was requested but juliacall or MPIFiles/MPIReco is missing."""
 
 

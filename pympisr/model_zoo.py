@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_output
+from .errors import PympisrError
 
-__all__ = ["MANIFEST_NAME", "ModelIntegrityError", "ResolvedModel", "default_model",
+__all__ = ["MANIFEST_NAME", "ModelIntegrityError", "ModelNotFoundError", "ResolvedModel", "default_model",
            "find_model", "manifest_entry", "models_dir", "read_manifest", "register_model", "resolve_model",
            "sha256_file", "verify_model", "write_manifest"]
 
@@ -36,8 +37,12 @@ ENV_VAR = "PYMPISR_MODELS"
 _FORMAT = "pympisr-model-manifest"
 
 
-class ModelIntegrityError(RuntimeError):
+class ModelIntegrityError(PympisrError, RuntimeError):
     """A model file's sha256 does not match its manifest entry."""
+
+
+class ModelNotFoundError(PympisrError, LookupError):
+    """No model of the requested name, or none for the requested task and dims."""
 
 
 def models_dir() -> Path:
@@ -136,14 +141,14 @@ class ResolvedModel:
 
 
 def find_model(name: str, directory: str | os.PathLike[str] | None = None) -> ResolvedModel:
-    """The manifest entry called ``name`` (KeyError lists the known names)."""
+    """The manifest entry called ``name`` (:class:`ModelNotFoundError` lists the known names)."""
     directory = Path(directory or models_dir())
     manifest = read_manifest(directory)
     for entry in manifest["models"]:
         if entry["name"] == name:
             return ResolvedModel(directory / entry["file"], entry)
     known = ", ".join(m["name"] for m in manifest["models"]) or "none"
-    raise KeyError(f"no model {name!r} in {directory / MANIFEST_NAME}; known: {known}")
+    raise ModelNotFoundError(f"no model {name!r} in {directory / MANIFEST_NAME}; known: {known}")
 
 
 def default_model(task: str, dims: int,
@@ -155,7 +160,7 @@ def default_model(task: str, dims: int,
     for entry in manifest["models"]:
         if entry["task"] == task and int(entry["dims"]) == int(dims):
             return ResolvedModel(directory / entry["file"], entry)
-    raise LookupError(f"{directory / MANIFEST_NAME}: no {dims}D model for task {task!r}")
+    raise ModelNotFoundError(f"{directory / MANIFEST_NAME}: no {dims}D model for task {task!r}")
 
 
 def resolve_model(model: str | os.PathLike[str] | None, *, task: str | None = None,

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -25,3 +26,16 @@ def test_import_pympisr_stays_light():
     code = "import sys, pympisr; print(any(m in sys.modules for m in ('torch', 'onnxruntime', 'juliacall')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+
+
+def test_user_errors_are_reported_without_traceback(tmp_path):
+    # a metadata-only MDF has no system matrix to restore: the MDFError's message, exit 1
+    result = CliRunner().invoke(main, ["restore", str(REAL / "simulated_scanner_v2.1.0_nodata.mdf"),
+                                       "--out", str(tmp_path / "out.mdf")])
+    assert result.exit_code == 1
+    assert "Error:" in result.output and "/measurement" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out.mdf").exists()

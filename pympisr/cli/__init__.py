@@ -26,7 +26,23 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from ..errors import PympisrError
+
+    return (PympisrError, FileExistsError, FileNotFoundError, ValueError)
+
+
 class _LazyGroup(click.Group):
+    """Loads command modules on demand and reports problems with the user's input
+    (:class:`pympisr.errors.PympisrError`, missing or existing files, bad values) as
+    ``Error: <message>`` with exit status 1 instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except _user_errors() as exc:
+            raise click.ClickException(str(exc)) from exc
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 

@@ -45,11 +45,8 @@ def command(dims: str, train: int, val: int, test: int, out: str, seed: int,
     rule = SelectionRule(threshold=threshold,
                          max_components=max_components or rule.max_components)
     splits = {"train": train, "val": val, "test": test}
-    try:
-        info = generate_dataset(out, dims=d, splits=splits, seed=seed, workers=workers,
-                                grid_max=grid_max, model=model, rule=rule,
-                                progress=not no_progress)
-    except (ValueError, FileExistsError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    info = generate_dataset(out, dims=d, splits=splits, seed=seed, workers=workers,
+                            grid_max=grid_max, model=model, rule=rule,
+                            progress=not no_progress)
     click.echo(f"{out}: {sum(info['splits'].values())} system matrices "
                f"({', '.join(f'{k} {v}' for k, v in info['splits'].items())})")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import click
 
-from ..errors import MDFError
-
 
 @click.command("info")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
@@ -14,7 +12,4 @@ def command(file: str) -> None:
     background frames, layout flags and size on disk (the data itself is not read)."""
     from ..mdf.summary import describe, format_summary
 
-    try:
-        click.echo(format_summary(describe(file)))
-    except MDFError as exc:
-        raise click.ClickException(str(exc)) from None
+    click.echo(format_summary(describe(file)))

@@ -34,21 +34,17 @@ def command(file: str, components: int, out: str, columns: int, overwrite: bool)
     FILE is an MDF system matrix (measured or simulated) or a dataset item (.h5) written
     by `pympisr dataset`.
     """
-    from ..errors import MDFError
     from ..plotting import plot_strongest_components
 
     path = Path(file)
-    try:
-        if _is_dataset_item(path):
-            from ..datasets import read_item
+    if _is_dataset_item(path):
+        from ..datasets import read_item
 
-            source = read_item(path)
-        else:
-            from .. import load_system_matrix
+        source = read_item(path)
+    else:
+        from .. import load_system_matrix
 
-            source = load_system_matrix(path)
-        plot_strongest_components(source, out, components=components, columns=columns,
-                                  title=path.name, overwrite=overwrite)
-    except (MDFError, FileExistsError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        source = load_system_matrix(path)
+    plot_strongest_components(source, out, components=components, columns=columns,
+                              title=path.name, overwrite=overwrite)
     click.echo(f"wrote {out}")

@@ -64,7 +64,6 @@ def command(sm_path: Path, meas_path: Path, out: Path, snr_thresh: float, min_fr
     """
     import numpy as np
 
-    from ..errors import MDFError
     from ..reco.output import write_image
     from ..reco.reconstruct import Reconstruction, reconstruct, reconstruct_with_metadata
 
@@ -73,27 +72,24 @@ def command(sm_path: Path, meas_path: Path, out: Path, snr_thresh: float, min_fr
                   bg_correction=not no_bg_correction, frames=frames,
                   num_averages=num_averages,
                   weighting=None if weighting == "none" else weighting)
-    try:
-        for p in (out, out.with_name(out.name + ".png")):
-            if p.exists() and not overwrite:
-                raise FileExistsError(f"{p}: exists; pass --overwrite to replace it")
-        if backend == "python":
-            reco = reconstruct_with_metadata(sm_path, meas_path, **kwargs)
-        else:
-            from ..mdf.reader import open_mdf
+    for p in (out, out.with_name(out.name + ".png")):
+        if p.exists() and not overwrite:
+            raise FileExistsError(f"{p}: exists; pass --overwrite to replace it")
+    if backend == "python":
+        reco = reconstruct_with_metadata(sm_path, meas_path, **kwargs)
+    else:
+        from ..mdf.reader import open_mdf
 
-            image = reconstruct(sm_path, meas_path, backend=backend, **kwargs)
-            with open_mdf(sm_path) as reader:
-                grid = tuple(int(n) for n in reader.integers("/calibration/size", size=3))
-                fov = reader.numbers("/calibration/fieldOfView", size=3, default=np.zeros(3))
-                center = reader.numbers("/calibration/fieldOfViewCenter", size=3,
-                                        default=np.zeros(3))
-            reco = Reconstruction(image=image, grid=grid, fov=fov, center=center,
-                                  rows=np.zeros((0, 2), dtype=np.int64),
-                                  frequency_indices=None, parameters=kwargs)
-        written = write_image(reco, out, overwrite=overwrite)
-    except (MDFError, ValueError, FileExistsError, FileNotFoundError, RuntimeError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        image = reconstruct(sm_path, meas_path, backend=backend, **kwargs)
+        with open_mdf(sm_path) as reader:
+            grid = tuple(int(n) for n in reader.integers("/calibration/size", size=3))
+            fov = reader.numbers("/calibration/fieldOfView", size=3, default=np.zeros(3))
+            center = reader.numbers("/calibration/fieldOfViewCenter", size=3,
+                                    default=np.zeros(3))
+        reco = Reconstruction(image=image, grid=grid, fov=fov, center=center,
+                              rows=np.zeros((0, 2), dtype=np.int64),
+                              frequency_indices=None, parameters=kwargs)
+    written = write_image(reco, out, overwrite=overwrite)
     img = reco.image
     click.echo(f"{reco.rows.shape[0]} frequency rows, image {img.shape[0]} frame(s) of "
                f"{tuple(reco.grid)} voxels, max {float(img.max()):.4g}")

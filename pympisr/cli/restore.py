@@ -25,13 +25,8 @@ def command(path: Path, task: str, model: str | None, out: Path | None,
     The input file is never modified; the output records the model and its sha256 under
     /_pympisr/restoration.
     """
-    from ..model_zoo import ModelIntegrityError
     from ..restoration import restore
 
-    try:
-        written = restore(path, task=task, model=model, out=out, snr_thresh=snr_thresh,
-                          overwrite=overwrite)
-    except (FileExistsError, FileNotFoundError, ValueError, LookupError,
-            ModelIntegrityError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    written = restore(path, task=task, model=model, out=out, snr_thresh=snr_thresh,
+                      overwrite=overwrite)
     click.echo(f"restored system matrix written to {written}")

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..atomic import atomic_output
+from ..errors import PympisrError
 
 __all__ = ["OPSET", "EndToEnd", "ExportCheckError", "ExportResult", "check_onnx_against_torch",
            "export_checkpoint", "export_model", "golden_input", "golden_paths", "read_metadata"]
@@ -64,7 +65,7 @@ PARITY_RTOL = 1e-4
 _CHECK_SHAPES = {2: [(2, 30, 12), (1, 41, 36)], 3: [(1, 12, 7, 10), (1, 35, 9, 6)]}
 
 
-class ExportCheckError(RuntimeError):
+class ExportCheckError(PympisrError, RuntimeError):
     """The exported ONNX graph disagrees with the PyTorch model."""
 
 
