@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -12,15 +13,13 @@ from mdf_factory import metadata_equal
 import pympisr
 from pympisr.mdf import describe, validate
 
-REAL = __import__("pathlib").Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 DAQ = REAL / "daq_systemMatrix_v2.0.mdf"
 NODATA = REAL / "simulated_scanner_v2.1.0_nodata.mdf"
 SHA256 = {
     DAQ: "fccf17478b526a11d1c0bba41720b43d0651c9be05997b5ee485e671fee71f53",
     NODATA: "f5c8009e9b6b52b5a1750c237037e44e836e9abbfa6fce03f6e9e168644bdda5",
 }
-
-pytestmark = pytest.mark.skipif(not DAQ.exists(), reason="real data files not available")
 
 
 @pytest.fixture(autouse=True)
