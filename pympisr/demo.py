@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,21 +84,40 @@ def _image_quality(image: np.ndarray, phantom: np.ndarray) -> tuple[float, float
 
 def run_demo(out_dir: str | os.PathLike[str] = "pympisr_demo", *, grid: int = 32, seed: int = 0,
              noise: float = 0.002, snr_thresh: float = 2.0, model: str | None = None,
-             overwrite: bool = False, progress: bool = True) -> DemoResult:
+             overwrite: bool = False, progress: bool = True,
+             trust_model: bool = False) -> DemoResult:
     """Run the demo, writing its files into ``out_dir``; see the module docstring.
 
     ``noise`` is the noise standard deviation (real and imaginary part each) relative to
     the largest magnitude in the system matrix; ``snr_thresh`` selects the components
     that are restored and used in reconstruction (a low threshold keeps many weak
-    components: the regime where denoising pays off).
+    components: the regime where denoising pays off). ``model``: a manifest name or an
+    ONNX path (default: the shipped denoiser); ``trust_model`` allows a file that no
+    manifest or sha256 sidecar vouches for.
+
+    Raises :class:`~pympisr.errors.InvalidInputError` for a bad ``grid``, ``noise`` or
+    ``snr_thresh`` and :class:`~pympisr.errors.OutputPathError` for an unusable
+    ``out_dir``, before anything is computed.
     """
     import pympisr
     from pympisr.simulation.parameters import reference_parameters
 
+    from .atomic import ensure_directory
+    from .errors import InvalidInputError
     from .mdf.summary import describe, format_summary
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if isinstance(grid, bool) or not isinstance(grid, int) or grid < 4:
+        raise InvalidInputError(f"grid must be an integer >= 4, got {grid!r}")
+    if not math.isfinite(noise) or noise < 0:
+        raise InvalidInputError(f"noise must be a finite number >= 0, got {noise!r}")
+    if not math.isfinite(snr_thresh):
+        raise InvalidInputError(f"snr_thresh must be a finite number, got {snr_thresh!r}")
+    restorer = None
+    if model is not None:  # load (and verify) the model before the long computations
+        from .restoration import OnnxRestorer
+
+        restorer = OnnxRestorer(model, trust=trust_model)
+    out = ensure_directory(out_dir, purpose="demo output folder")
     files = {name: out / f"{name}.mdf" for name in ("clean", "noisy", "measurement")}
     files["restored"] = out / "restored.mdf"
     files["figure"] = out / "demo.png"
@@ -119,8 +139,8 @@ def run_demo(out_dir: str | os.PathLike[str] = "pympisr_demo", *, grid: int = 32
 
     noisy = _noisy_copy(clean, noise, background_frames=50, rng=rng)
     pympisr.save_system_matrix(noisy, files["noisy"])
-    pympisr.restore(files["noisy"], model=model, out=files["restored"], snr_thresh=snr_thresh,
-                    progress=progress)
+    pympisr.restore(files["noisy"], model=restorer if restorer is not None else model,
+                    out=files["restored"], snr_thresh=snr_thresh, progress=progress)
     restored = pympisr.load_system_matrix(files["restored"])
 
     rows = pympisr.reco.select_frequencies(noisy, snr_thresh=snr_thresh, min_freq=80e3)
@@ -148,17 +168,18 @@ def _save_figure(path: Path, versions: dict[str, SystemMatrix], rows: np.ndarray
                  phantom: np.ndarray, images: dict[str, np.ndarray]) -> None:
     """Top row: one weak selected component (magnitude) per system matrix; bottom row:
     the phantom and the reconstructions with each system matrix."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     from .atomic import atomic_output
 
     clean = versions["clean"]
     energy = np.array([np.abs(clean.data[c, k]).max() for c, k in rows])
     c, k = rows[np.argsort(energy)[len(energy) // 4]]  # a weak-ish component
-    fig, axes = plt.subplots(2, len(versions) + 1, figsize=(3 * (len(versions) + 1), 6))
+    # object API with the Agg canvas: no pyplot, no global backend change
+    fig = Figure(figsize=(3 * (len(versions) + 1), 6))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, len(versions) + 1)
     axes[0, 0].axis("off")
     axes[0, 0].text(0.0, 0.5, f"component\nchannel {c}\n{clean.frequencies[k] / 1e3:.1f} kHz",
                     fontsize=12, va="center")
@@ -177,7 +198,6 @@ def _save_figure(path: Path, versions: dict[str, SystemMatrix], rows: np.ndarray
     fig.tight_layout()
     with atomic_output(path, overwrite=True) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
 
 
 def format_table(rows: list[dict[str, float | str]]) -> str:

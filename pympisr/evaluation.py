@@ -323,15 +323,15 @@ def plot_examples(result: EvaluationResult, path: Path, *, overwrite: bool = Fal
     3D components show their central ``z`` slice.  All panels of a row share the colour
     scale ``[0, 1]`` (the clean component has unit maximum magnitude).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     columns = [NOISY, *result.methods, "clean"]
     examples = result.examples
-    fig, axes = plt.subplots(max(len(examples), 1), len(columns), squeeze=False,
-                             figsize=(2.2 * len(columns), 2.2 * max(len(examples), 1)))
+    # object API with the Agg canvas: no pyplot, no global backend change
+    fig = Figure(figsize=(2.2 * len(columns), 2.2 * max(len(examples), 1)))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(max(len(examples), 1), len(columns), squeeze=False)
     for i, example in enumerate(examples):
         for j, name in enumerate(columns):
             image = np.abs(example["images"][name])
@@ -350,7 +350,6 @@ def plot_examples(result: EvaluationResult, path: Path, *, overwrite: bool = Fal
     fig.tight_layout()
     with atomic_output(path, overwrite=overwrite) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
 
 
 def output_paths(out_dir: str | Path, *, overwrite: bool = False) -> dict[str, Path]:

@@ -1,9 +1,16 @@
-"""Julia backend: MDF reading with MPIFiles.jl and reconstruction with MPIReco.jl.
+"""Julia backend: MDF reading with MPIFiles.jl and the Kaczmarz solve of MPIReco.jl.
+
+This module is an adapter: :class:`JuliaBackend` implements
+:class:`pympisr.reco.backends.ReconstructionBackend` (``load_system_matrix``,
+``load_measurement``, ``solve``) by calling MPIFiles/MPIReco through juliacall, and the
+reconstruction pipeline itself lives in :func:`pympisr.reco.reconstruct` only
+(``pympisr.reconstruct(sm, meas, backend="julia")``). This module imports nothing of
+:mod:`pympisr.reco` or :mod:`pympisr.mdf`.
 
 The bridge runs through juliacall (optional dependency, ``pip install 'pympisr[julia]'``);
 juliacall installs the Julia packages declared in ``pympisr/juliapkg.json`` (MPIFiles,
-MPIReco, ONNXRunTime, NPZ) on first use. Nothing here imports juliacall until one of the
-functions is called, so ``import pympisr`` and ``import pympisr.julia`` never need Julia.
+MPIReco, ONNXRunTime, NPZ) on first use. Nothing here imports juliacall until Julia is
+needed, so ``import pympisr`` and ``import pympisr.julia`` never need Julia.
 
 Public API
 ----------
@@ -11,13 +18,12 @@ Public API
     True when juliacall imports and a Julia with MPIFiles and MPIReco loads; never raises.
 ``require()``
     Raise :class:`JuliaUnavailableError` (saying what to install) unless available.
+``JuliaBackend(bridge=None)``
+    The reconstruction backend; ``bridge`` replaces the Julia module (tests).
 ``load_system_matrix(path, *, frequencies=None, bg_correction=True, tf_correction=None)``
     :class:`~pympisr.SystemMatrix` read by ``MPIFiles.getSystemMatrix``.
 ``load_measurement(path, *, frequencies=None, bg_correction=False, tf_correction=None)``
     :class:`~pympisr.Measurement` read by ``MPIFiles.getMeasurementsFD``.
-``reconstruct(sm, meas, **options)``
-    :func:`pympisr.reconstruct`'s pipeline with MPIReco's Kaczmarz (RegularizedLeastSquares.jl),
-    ``(frames, Nz, Ny, Nx)``.
 
 Array order: Julia arrays reach numpy with Julia's shape and indexing (juliacall does not
 reverse axes). MPIFiles returns a system matrix as (voxels, rows) with voxels x fastest;
@@ -35,21 +41,19 @@ from __future__ import annotations
 
 import importlib
 import os
-import warnings
-from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from .errors import MDFError, PympisrError
+from .errors import JuliaUnavailableError, MDFError
 from .system_matrix import Measurement, SystemMatrix
 
 __all__ = [
+    "JuliaBackend",
     "JuliaUnavailableError",
     "available",
     "load_measurement",
     "load_system_matrix",
-    "reconstruct",
     "require",
 ]
 
@@ -187,10 +191,6 @@ end
 _STATE: dict[str, Any] = {}
 
 
-class JuliaUnavailableError(PympisrError, RuntimeError):
-    """The Julia backend was requested but juliacall or MPIFiles/MPIReco is missing."""
-
-
 def _bridge() -> Any:
     """The Julia module ``PympisrBridge`` (imports juliacall and loads it once)."""
     if "bridge" not in _STATE:
@@ -222,6 +222,15 @@ def require() -> Any:
     return _bridge()
 
 
+class SolverSettings(Protocol):
+    """What :meth:`JuliaBackend.solve` reads of its ``params`` argument (satisfied by
+    :class:`pympisr.reco.backends.SolverParameters`)."""
+
+    iterations: int
+    lambd: float
+    weights: np.ndarray | None
+
+
 def _bins_argument(frequencies: Any) -> np.ndarray | None:
     if frequencies is None:
         return None
@@ -229,19 +238,6 @@ def _bins_argument(frequencies: Any) -> np.ndarray | None:
     if bins.ndim != 1 or not np.issubdtype(bins.dtype, np.integer) or (bins < 0).any():
         raise ValueError("frequencies must be None or 0-based rfft bin indices (1-D integers)")
     return bins.astype(np.int64)
-
-
-def _call(path: str | os.PathLike[str], name: str, *args: Any) -> Any:
-    bridge = require()
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(path)
-    try:
-        return getattr(bridge, name)(path, *args)
-    except Exception as exc:
-        if type(exc).__name__ != "JuliaError":
-            raise
-        raise MDFError(path, "/", f"MPIFiles.jl could not read the file: {exc}") from exc
 
 
 def _array(value: Any, dtype: Any) -> np.ndarray:
@@ -252,148 +248,168 @@ def _optional(value: Any, dtype: Any) -> np.ndarray | None:
     return None if value is None else _array(value, dtype)
 
 
+class JuliaBackend:
+    """Reconstruction backend of MPIFiles.jl / MPIReco.jl through juliacall.
+
+    Implements :class:`pympisr.reco.backends.ReconstructionBackend`; used by
+    ``pympisr.reconstruct(..., backend="julia")``.
+
+    Parameters
+    ----------
+    bridge:
+        The Julia module ``PympisrBridge`` (``_BRIDGE_SOURCE``) to call, or None to load
+        it through juliacall, raising :class:`JuliaUnavailableError` when juliacall,
+        Julia, MPIFiles or MPIReco is missing. Tests pass a Python object with the same
+        functions (``load_system_matrix(path, bins, bg, tf)``,
+        ``load_measurement(path, bins, bg, tf)``, ``reconstruct(S, u, iterations,
+        lambda)``) returning arrays in Julia's index order.
+    """
+
+    name = "julia"
+
+    def __init__(self, bridge: Any | None = None) -> None:
+        self.bridge = require() if bridge is None else bridge
+
+    def __repr__(self) -> str:
+        return f"JuliaBackend(bridge={self.bridge!r})"
+
+    def _call(self, path: str | os.PathLike[str], name: str, *args: Any) -> Any:
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(path)
+        try:
+            return getattr(self.bridge, name)(path, *args)
+        except Exception as exc:
+            if type(exc).__name__ != "JuliaError":
+                raise
+            raise MDFError(path, "/", f"MPIFiles.jl could not read the file: {exc}") from exc
+
+    def load_system_matrix(self, path: str | os.PathLike[str], *, frequencies: Any = None,
+                           bg_correction: bool = True,
+                           tf_correction: bool | None = None) -> SystemMatrix:
+        """Load a calibration file with MPIFiles.jl; same result as the native reader.
+
+        ``frequencies``: None (all stored) or 0-based rfft bins; ``bg_correction``:
+        MPIFiles' block-mean + interpolation rule unless already corrected;
+        ``tf_correction``: None = if the file has a transfer function, True = require
+        one, False = never. Returns a :class:`~pympisr.SystemMatrix` (data complex64
+        ``(C, K, Nz, Ny, Nx)``, snr and transfer function ``(C, K)``, background
+        ``(E, C, K)``) of drive-field period 1. Raises :class:`~pympisr.MDFError` when
+        MPIFiles cannot read the file, FileNotFoundError when it does not exist.
+        """
+        res = self._call(path, "load_system_matrix", _bins_argument(frequencies),
+                         bool(bg_correction), tf_correction)
+        grid = tuple(int(n) for n in _array(res.grid, np.int64))
+        nx, ny, nz = grid
+        data = _array(res.data, np.complex64)  # (K, C, voxels)
+        freqs, channels = data.shape[:2]
+        data = np.ascontiguousarray(data.transpose(1, 0, 2)).reshape(channels, freqs, nz, ny,
+                                                                      nx)
+        snr = _optional(res.snr, np.float32)
+        background = _optional(res.background, np.complex64)  # (K, C, E)
+        tf = _optional(res.transfer_function, np.complex64)  # (K, C)
+        return SystemMatrix(
+            data=data, frequencies=_array(res.frequencies, np.float64), grid=grid,
+            fov=_array(res.fov, np.float64), center=_array(res.center, np.float64),
+            snr=None if snr is None else snr.T,
+            background=None if background is None else background.transpose(2, 1, 0),
+            frequency_indices=_array(res.bins, np.int64),
+            transfer_function=None if tf is None else tf.T,
+            is_background_corrected=bool(res.bg_corrected),
+            is_transfer_function_corrected=bool(res.tf_corrected),
+            metadata={"/_pympisr/backend": "julia", "/_pympisr/source": os.fspath(path)})
+
+    def load_measurement(self, path: str | os.PathLike[str], *, frequencies: Any = None,
+                         bg_correction: bool = False,
+                         tf_correction: bool | None = None) -> Measurement:
+        """Load a measurement file with MPIFiles.jl (``getMeasurementsFD``).
+
+        Options as for :meth:`load_system_matrix`; ``bg_correction=True`` subtracts the
+        mean background frame. Returns a :class:`~pympisr.Measurement` with data
+        complex64 ``(F, C, K)`` of drive-field period 1 and background ``(E, C, K)`` or
+        None.
+        """
+        res = self._call(path, "load_measurement", _bins_argument(frequencies),
+                         bool(bg_correction), tf_correction)
+        data = _array(res.data, np.complex64)  # (K, C, F)
+        background = _optional(res.background, np.complex64)
+        tf = _optional(res.transfer_function, np.complex64)
+        return Measurement(
+            data=data.transpose(2, 1, 0), frequencies=_array(res.frequencies, np.float64),
+            background=None if background is None else background.transpose(2, 1, 0),
+            frequency_indices=_array(res.bins, np.int64),
+            transfer_function=None if tf is None else tf.T,
+            is_background_corrected=bool(res.bg_corrected),
+            is_transfer_function_corrected=bool(res.tf_corrected),
+            num_averages=int(res.num_averages),
+            metadata={"/_pympisr/backend": "julia", "/_pympisr/source": os.fspath(path)})
+
+    def solve(self, S: np.ndarray, u: np.ndarray, params: SolverSettings) -> np.ndarray:
+        """MPIReco's Kaczmarz (RegularizedLeastSquares.jl) for ``S x = u``.
+
+        ``S``: complex ``(M, N)`` rows in order; ``u``: complex ``(M, F)``;
+        ``params.iterations`` sweeps; ``params.lambd`` relative to ``||S||_F^2 / N`` of
+        the unweighted ``S``. Row weights ``w`` (``params.weights``, ``(M,)``) are
+        applied by scaling: the solver gets rows ``w_i a_i`` and data ``w_i u_i`` (rows
+        with ``w_i = 0`` left out) and ``lambd * ||S||_F^2 / ||W S||_F^2``, whose
+        SystemMatrixBasedNormalization gives the same ``lambda_eff`` and the same
+        iterates as the weighted row-action method of :func:`pympisr.reco.kaczmarz`.
+        Returns float32 ``(N, F)`` real, non-negative images.
+        """
+        S = np.asarray(S)
+        u = np.asarray(u)
+        if S.ndim != 2 or u.ndim != 2 or u.shape[0] != S.shape[0]:
+            raise ValueError(f"S must be (M, N) and u (M, F), got {S.shape} and {u.shape}")
+        n, num_frames = S.shape[1], u.shape[1]
+        lambd = float(params.lambd)
+        if params.weights is not None:
+            w = np.asarray(params.weights, dtype=np.float64).reshape(-1)
+            if w.size != S.shape[0]:
+                raise ValueError(f"weights must have one entry per row ({S.shape[0]}), got "
+                                 f"{w.size}")
+            energy = np.sum(np.abs(S.astype(np.complex128)) ** 2, axis=1)
+            keep = w > 0
+            weighted = float(np.sum(energy[keep] * w[keep] ** 2))
+            if weighted > 0:
+                lambd *= float(energy.sum()) / weighted
+            S = S[keep] * w[keep, None]
+            u = u[keep] * w[keep, None]
+        if int(params.iterations) == 0 or S.shape[0] == 0 or not np.any(S):
+            return np.zeros((n, num_frames), dtype=np.float32)
+        images = self.bridge.reconstruct(np.ascontiguousarray(S, dtype=np.complex64),
+                                         np.ascontiguousarray(u, dtype=np.complex64),
+                                         int(params.iterations), lambd)
+        images = _array(images, np.float32)
+        if images.shape != (n, num_frames):
+            raise RuntimeError(f"MPIReco's solve returned shape {images.shape}, expected "
+                               f"{(n, num_frames)}")
+        return images
+
+
 def load_system_matrix(path: str | os.PathLike[str], *, frequencies: Any = None,
                        bg_correction: bool = True,
                        tf_correction: bool | None = None) -> SystemMatrix:
-    """Load a calibration file with MPIFiles.jl; same result as the native reader.
-
-    ``frequencies``: None (all stored) or 0-based rfft bins; ``bg_correction``: MPIFiles'
-    block-mean + interpolation rule unless already corrected; ``tf_correction``: None =
-    if the file has a transfer function, True = require one, False = never. Returns a
-    :class:`~pympisr.SystemMatrix` (data complex64 ``(C, K, Nz, Ny, Nx)``, snr and
-    transfer function ``(C, K)``, background ``(E, C, K)``) of drive-field period 1.
-    Raises :class:`JuliaUnavailableError` without Julia, :class:`~pympisr.MDFError` when
-    MPIFiles cannot read the file.
-    """
-    res = _call(path, "load_system_matrix", _bins_argument(frequencies), bool(bg_correction),
-                tf_correction)
-    grid = tuple(int(n) for n in _array(res.grid, np.int64))
-    nx, ny, nz = grid
-    data = _array(res.data, np.complex64)  # (K, C, voxels)
-    freqs, channels = data.shape[:2]
-    data = np.ascontiguousarray(data.transpose(1, 0, 2)).reshape(channels, freqs, nz, ny, nx)
-    snr = _optional(res.snr, np.float32)
-    background = _optional(res.background, np.complex64)  # (K, C, E)
-    tf = _optional(res.transfer_function, np.complex64)  # (K, C)
-    return SystemMatrix(
-        data=data, frequencies=_array(res.frequencies, np.float64), grid=grid,
-        fov=_array(res.fov, np.float64), center=_array(res.center, np.float64),
-        snr=None if snr is None else snr.T,
-        background=None if background is None else background.transpose(2, 1, 0),
-        frequency_indices=_array(res.bins, np.int64),
-        transfer_function=None if tf is None else tf.T,
-        is_background_corrected=bool(res.bg_corrected),
-        is_transfer_function_corrected=bool(res.tf_corrected),
-        metadata={"/_pympisr/backend": "julia", "/_pympisr/source": os.fspath(path)})
+    """:meth:`JuliaBackend.load_system_matrix` (``pympisr.load_system_matrix(...,
+    backend="julia")`` calls this); raises :class:`JuliaUnavailableError` without
+    Julia."""
+    return JuliaBackend().load_system_matrix(path, frequencies=frequencies,
+                                             bg_correction=bg_correction,
+                                             tf_correction=tf_correction)
 
 
 def load_measurement(path: str | os.PathLike[str], *, frequencies: Any = None,
                      bg_correction: bool = False,
                      tf_correction: bool | None = None) -> Measurement:
-    """Load a measurement file with MPIFiles.jl (``getMeasurementsFD``).
-
-    Options as for :func:`load_system_matrix`; ``bg_correction=True`` subtracts the mean
-    background frame. Returns a :class:`~pympisr.Measurement` with data complex64
-    ``(F, C, K)`` of drive-field period 1 and background ``(E, C, K)`` or None.
-    """
-    res = _call(path, "load_measurement", _bins_argument(frequencies), bool(bg_correction),
-                tf_correction)
-    data = _array(res.data, np.complex64)  # (K, C, F)
-    background = _optional(res.background, np.complex64)
-    tf = _optional(res.transfer_function, np.complex64)
-    return Measurement(
-        data=data.transpose(2, 1, 0), frequencies=_array(res.frequencies, np.float64),
-        background=None if background is None else background.transpose(2, 1, 0),
-        frequency_indices=_array(res.bins, np.int64),
-        transfer_function=None if tf is None else tf.T,
-        is_background_corrected=bool(res.bg_corrected),
-        is_transfer_function_corrected=bool(res.tf_corrected),
-        num_averages=int(res.num_averages),
-        metadata={"/_pympisr/backend": "julia", "/_pympisr/source": os.fspath(path)})
+    """:meth:`JuliaBackend.load_measurement` (``pympisr.load_measurement(...,
+    backend="julia")`` calls this); raises :class:`JuliaUnavailableError` without
+    Julia."""
+    return JuliaBackend().load_measurement(path, frequencies=frequencies,
+                                           bg_correction=bg_correction,
+                                           tf_correction=tf_correction)
 
 
-def _same_units(sm: SystemMatrix, meas: Measurement, S: np.ndarray, u: np.ndarray,
-                channels: np.ndarray, ks: np.ndarray, cols: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Transfer-function correct ``S`` (M, N) and ``u`` (M, F) like the native backend:
-    each side by its own transfer function, or by the other side's when only one is
-    known, so both end up in the same units."""
-    from .reco.reconstruct import _divide
-
-    sm_tf = None if sm.transfer_function is None else sm.transfer_function[channels, ks]
-    meas_tf = None if meas.transfer_function is None else meas.transfer_function[channels, cols]
-    sm_done, meas_done = sm.is_transfer_function_corrected, meas.is_transfer_function_corrected
-    if sm_tf is not None and not sm_done:
-        S, sm_done = _divide(S, sm_tf[:, None], "system matrix"), True
-    if meas_tf is not None and not meas_done:
-        u, meas_done = _divide(u, meas_tf[:, None], "measurement"), True
-    if sm_done != meas_done:
-        tf = sm_tf if sm_done else meas_tf
-        if tf is None:
-            raise ValueError("only one of system matrix and measurement is transfer-function "
-                             "corrected and its transfer function is unknown: units differ")
-        warnings.warn("dividing the uncorrected side by the other side's transfer function",
-                      stacklevel=3)
-        if sm_done:
-            u = _divide(u, tf[:, None], "measurement")
-        else:
-            S = _divide(S, tf[:, None], "system matrix")
-    return S, u
-
-
-def reconstruct(sm: SystemMatrix | str | os.PathLike[str],
-                meas: Measurement | str | os.PathLike[str], *, snr_thresh: float = -1,
-                min_freq: float = 0.0, max_freq: float | None = None,
-                rec_channels: Iterable[int] | int | None = None, iterations: int = 3,
-                lambd: float = 0.0, bg_correction: bool = True,
-                frames: int | Sequence[int] | slice | None = None, num_averages: int = 1,
-                weighting: Any = None) -> np.ndarray:
-    """Reconstruct with MPIReco.jl's Kaczmarz; same arguments and result as
-    :func:`pympisr.reconstruct` (``backend="julia"`` calls this).
-
-    Files are read by MPIFiles.jl (:func:`load_system_matrix`, :func:`load_measurement`);
-    rows are selected by :func:`pympisr.reco.select_frequencies`; background and
-    transfer-function handling and frame averaging follow the native pipeline; the
-    solve is MPIReco's Kaczmarz setup in RegularizedLeastSquares.jl (rows in the given
-    order, real and non-negative projections, ``lambd`` scaled by ``||S||_F^2 / N``:
-    SystemMatrixBasedNormalization, DESIGN section 4). Row ``weighting`` is not offered
-    by this backend (ValueError).
-
-    Returns float32 ``(frames, Nz, Ny, Nx)`` concentrations.
-    """
-    if weighting is not None:
-        raise ValueError("backend='julia' has no row weighting; use backend='python' "
-                         "for weighting")
-    bridge = require()
-    from .reco import select_frequencies
-    from .reco.reconstruct import _frame_data, _measurement_positions
-
-    selection = dict(snr_thresh=snr_thresh, min_freq=min_freq, max_freq=max_freq,
-                     rec_channels=rec_channels)
-    if not isinstance(sm, SystemMatrix):
-        sm = load_system_matrix(sm, bg_correction=bg_correction)
-    rows = select_frequencies(sm, **selection)
-    if rows.shape[0] == 0:
-        raise ValueError(f"the frequency selection keeps no rows ({selection})")
-    channels, ks = rows[:, 0], rows[:, 1]
-    if not isinstance(meas, Measurement):
-        bins = None if sm.frequency_indices is None else np.unique(sm.frequency_indices[ks])
-        meas = load_measurement(meas, frequencies=bins, bg_correction=bg_correction)
-    if meas.num_channels != sm.num_channels:
-        raise ValueError(f"system matrix has {sm.num_channels} receive channels, the "
-                         f"measurement {meas.num_channels}")
-    cols = _measurement_positions(sm, meas, ks)
-
-    S = sm.matrix(rows).astype(np.complex128)
-    if bg_correction and not sm.is_background_corrected and sm.background is not None:
-        S -= sm.background.mean(axis=0)[channels, ks][:, None]
-    u = _frame_data(meas, frames, num_averages)[:, channels, cols].T  # (M, F)
-    if bg_correction and not meas.is_background_corrected and meas.background is not None:
-        u = u - meas.background.mean(axis=0)[channels, cols][:, None]
-    S, u = _same_units(sm, meas, S, u, channels, ks, cols)
-
-    images = _array(bridge.reconstruct(np.ascontiguousarray(S, dtype=np.complex64),
-                                       np.ascontiguousarray(u, dtype=np.complex64),
-                                       int(iterations), float(lambd)), np.float32)  # (N, F)
-    nx, ny, nz = sm.grid
-    return np.ascontiguousarray(images.T).reshape(-1, nz, ny, nx)
+def __getattr__(name: str) -> Any:
+    if name == "reconstruct":
+        raise AttributeError("pympisr.julia.reconstruct was removed: the reconstruction "
+                             "pipeline is pympisr.reconstruct(sm, meas, backend='julia')")
+    raise AttributeError(f"module 'pympisr.julia' has no attribute {name!r}")

@@ -181,8 +181,8 @@ def test_cli_evaluate_with_onnx_model(tmp_path: Path) -> None:
     model = _identity_onnx(tmp_path / "ident.onnx")
     out = tmp_path / "eval"
     result = CliRunner().invoke(main, ["evaluate", "--data", str(tmp_path / "data"),
-                                       "--model", str(model), "--sigmas", "0.1",
-                                       "--out", str(out)])
+                                       "--model", str(model), "--trust-model",
+                                       "--sigmas", "0.1", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "| sigma | noisy | DCT-F | ident |" in result.output
     with open(out / "summary.csv") as handle:
@@ -190,5 +190,6 @@ def test_cli_evaluate_with_onnx_model(tmp_path: Path) -> None:
     assert float(rows["ident"]["psnr"]) == pytest.approx(float(rows["noisy"]["psnr"]), abs=1e-3)
     wrong = _identity_onnx(tmp_path / "inpaint.onnx", task="inpaint")
     bad = CliRunner().invoke(main, ["evaluate", "--data", str(tmp_path / "data"),
-                                    "--model", str(wrong), "--out", str(tmp_path / "e2")])
+                                    "--model", str(wrong), "--trust-model",
+                                    "--out", str(tmp_path / "e2")])
     assert bad.exit_code != 0 and "not a denoising model" in bad.output

@@ -26,7 +26,16 @@ ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "onnx_models"
 MANIFEST = MODELS / "manifest.json"
 MAX_OPSET = 17  # DESIGN section 8: safe for the onnxruntime bundled with ONNXRunTime.jl
-MAX_IR_VERSION = 10  # newest IR version onnxruntime 1.20 (ONNXRunTime.jl 1.x) reads
+# Newest ONNX IR version the Julia side can load: julia/MPISR requires ONNXRunTime.jl 1.3
+# (Project.toml compat "1.3"), which bundles onnxruntime 1.20.1 (ONNX 1.16: IR 10, opset
+# 21); ONNXRunTime.jl 1.0-1.2 bundled onnxruntime 1.15.1 (IR 9) and are excluded.
+# MPISR.MAX_IR_VERSION (julia/MPISR/src/model.jl) is the same number; see
+# test_ir_bound_matches_the_julia_package.
+MAX_IR_VERSION = 10
+JULIA = ROOT / "julia" / "MPISR"
+JULIA_FIXTURES = JULIA / "test" / "data"
+TASKS = {"denoise", "upsample", "accelerate", "inpaint"}
+GRID_RULES = {"same", "scale", "stride"}
 
 
 # ------------------------------------------------------------------ emulated Julia steps
@@ -223,3 +232,88 @@ def test_golden_output_is_what_onnxruntime_computes(name: str) -> None:
     # the Julia side reads the same numbers: NPZ.jl's view equals numpy's
     assert np.array_equal(npzjl_read(files["input"]), feeds["sm"])
     assert np.array_equal(npzjl_read(files["output"]), expected)
+
+
+# ------------------------------------------------------------------ IR version, metadata
+def test_ir_bound_matches_the_julia_package() -> None:
+    """The IR bound above, MPISR's MAX_IR_VERSION and its ONNXRunTime compat agree."""
+    import re
+
+    project = (JULIA / "Project.toml").read_text(encoding="utf-8")
+    assert re.search(r'^ONNXRunTime = "1\.3"$', project, re.M), \
+        "julia/MPISR must require ONNXRunTime 1.3 (onnxruntime 1.20.1) for IR version 10"
+    model_jl = (JULIA / "src" / "model.jl").read_text(encoding="utf-8")
+    match = re.search(r"^const MAX_IR_VERSION = (\d+)$", model_jl, re.M)
+    assert match and int(match.group(1)) == MAX_IR_VERSION
+
+
+def _fixture_entries() -> dict[str, tuple[Path, dict]]:
+    path = JULIA_FIXTURES / "manifest.json"
+    if not path.is_file():
+        return {}
+    return {e["name"]: (JULIA_FIXTURES, e)
+            for e in json.loads(path.read_text(encoding="utf-8"))["models"]}
+
+
+ALL_MODELS = {**{name: (MODELS, e) for name, e in ENTRIES.items()}, **_fixture_entries()}
+
+
+def _output_size(rule: str, factor: int, n: int) -> int:
+    if rule == "same":
+        return n
+    if rule == "scale":
+        return n * factor
+    return factor * (n - 1) + 1
+
+
+@pytest.mark.parametrize("name", sorted(ALL_MODELS))
+def test_model_metadata_and_ir_version(name: str) -> None:
+    """What julia/MPISR reads from every shipped model (and its contract fixtures): IR
+    version, dims, task, scale_factor, grid_rule, noise_input, julia_layout; and golden
+    outputs on the grid the rule gives."""
+    import onnx
+
+    folder, entry = ALL_MODELS[name]
+    model = onnx.load(folder / entry["file"], load_external_data=False)
+    assert 1 <= model.ir_version <= MAX_IR_VERSION
+    metadata = {p.key: p.value for p in model.metadata_props}
+    inputs = [i.name for i in model.graph.input]
+    dims = int(metadata["dims"])
+    assert dims in (2, 3) and dims == entry["dims"]
+    assert metadata.get("task") in TASKS and metadata["task"] == entry["task"]
+    assert metadata.get("julia_layout"), "julia_layout recipe missing"
+    factor = float(metadata.get("scale_factor", "1"))
+    assert factor.is_integer() and factor >= 1
+    factor = int(factor)
+    rule = metadata.get("grid_rule", "same" if factor == 1 else "scale")
+    assert rule in GRID_RULES
+    assert rule != "same" or factor == 1
+    for key in ("scale_factor", "grid_rule"):
+        if key in entry:
+            assert entry[key] == (factor if key == "scale_factor" else rule)
+    # the noise level input is named by the metadata and present together with it
+    # the noise level input is named by the metadata ("none" or absent: no such input)
+    noise = metadata.get("noise_input")
+    noise = None if noise in (None, "", "none") else noise
+    if noise is None:
+        assert "sigma" not in inputs, "an input 'sigma' needs metadata noise_input"
+    else:
+        assert noise in inputs
+    if "inputs" in metadata:
+        assert json.loads(metadata["inputs"]) == inputs
+    assert set(inputs) <= {"sm", "mask", noise or "sigma"} and "sm" in inputs
+
+    golden = entry.get("golden", {})
+    stem = Path(entry["file"]).stem
+    files = {kind: folder / golden.get(kind, f"{stem}.golden_{kind}.npy")
+             for kind in ("input", "output", "sigma", "mask")}
+    in_shape, _, _ = _header(files["input"])
+    out_shape, _, _ = _header(files["output"])
+    assert out_shape[:2] == in_shape[:2]
+    assert tuple(out_shape[2:]) == tuple(_output_size(rule, factor, n) for n in in_shape[2:])
+    if noise is not None:
+        assert files["sigma"].is_file(), "a model with a noise input needs golden_sigma"
+        sigma_shape, fortran, dtype = _header(files["sigma"])
+        assert sigma_shape == (in_shape[0], 1) and dtype == np.float32 and not fortran
+    if "mask" in inputs:
+        assert files["mask"].is_file(), "a model with a mask input needs golden_mask"

@@ -59,7 +59,9 @@ def test_without_julia_everything_raises_one_clear_error(tmp_path: Path) -> None
                               frequencies=[1e3, 2e3], grid=(3, 2, 1), fov=[0.03, 0.02, 0.001])
     meas = pympisr.Measurement(data=np.ones((1, 1, 2), np.complex64), frequencies=[1e3, 2e3])
     with pytest.raises(julia.JuliaUnavailableError):
-        julia.reconstruct(sm, meas)
+        julia.JuliaBackend()
+    with pytest.raises(julia.JuliaUnavailableError):
+        pympisr.reconstruct(sm, meas, backend="julia")
 
 
 @pytest.mark.skipif(julia.available(), reason="Julia is available here")
@@ -100,6 +102,7 @@ class FakeBridge:
             transfer_function=None, bg_corrected=False, tf_corrected=False, num_averages=1)
 
     def reconstruct(self, S, u, iterations, lambd):  # noqa: ANN001, ANN201
+        # MPIReco's Kaczmarz setup: unweighted, lambda normalised by ||S||_F^2 / N
         assert S.dtype == np.complex64 and u.dtype == np.complex64
         x = pympisr.kaczmarz(np.asarray(S), np.asarray(u), iterations=iterations,
                              lambd=lambd, engine="numpy")
@@ -122,33 +125,54 @@ def _problem() -> tuple[pympisr.SystemMatrix, pympisr.Measurement]:
     return sm, meas
 
 
-def test_loader_reorders_julia_arrays(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_loader_reorders_julia_arrays(tmp_path: Path) -> None:
     sm, meas = _problem()
-    monkeypatch.setitem(julia._STATE, "available", True)
-    monkeypatch.setitem(julia._STATE, "bridge", FakeBridge(sm, meas))
+    backend = julia.JuliaBackend(bridge=FakeBridge(sm, meas))
     path = tmp_path / "sm.mdf"
     path.write_bytes(b"read by the fake bridge")
-    loaded = julia.load_system_matrix(path, frequencies=[4, 1])
+    loaded = backend.load_system_matrix(path, frequencies=[4, 1])
     np.testing.assert_array_equal(loaded.data, sm.data[:, [4, 1]])
     np.testing.assert_array_equal(loaded.snr, sm.snr[:, [4, 1]])
     np.testing.assert_array_equal(loaded.background, sm.background[:, :, [4, 1]])
     assert loaded.grid == sm.grid and loaded.frequency_indices.tolist() == [4, 1]
-    measured = julia.load_measurement(path)
+    measured = backend.load_measurement(path)
     np.testing.assert_array_equal(measured.data, meas.data)
+    with pytest.raises(FileNotFoundError):
+        backend.load_measurement(tmp_path / "missing.mdf")
 
 
-def test_reconstruct_matches_the_native_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_module_loaders_use_the_bridge_that_require_returns(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     sm, meas = _problem()
-    monkeypatch.setitem(julia._STATE, "available", True)
-    monkeypatch.setitem(julia._STATE, "bridge", FakeBridge())
+    monkeypatch.setattr(julia, "require", lambda: FakeBridge(sm, meas))
+    path = tmp_path / "sm.mdf"
+    path.write_bytes(b"read by the fake bridge")
+    np.testing.assert_array_equal(julia.load_system_matrix(path, frequencies=[2]).data,
+                                  sm.data[:, [2]])
+    np.testing.assert_array_equal(pympisr.load_measurement(path, backend="julia").data,
+                                  meas.data)
+
+
+def test_reconstruct_matches_the_native_pipeline() -> None:
+    sm, meas = _problem()
+    backend = julia.JuliaBackend(bridge=FakeBridge())
     options = dict(snr_thresh=4.0, min_freq=1e4, rec_channels=[1, 0], iterations=4,
                    lambd=1e-3, frames=[0, 1, 2, 3], num_averages=2)
-    via_bridge = julia.reconstruct(sm, meas, **options)
+    via_bridge = pympisr.reconstruct(sm, meas, backend=backend, **options)
     native = pympisr.reconstruct(sm, meas, engine="numpy", **options)
     assert via_bridge.shape == native.shape == (2, 2, 3, 4)
     np.testing.assert_allclose(via_bridge, native, rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match="weighting"):
-        julia.reconstruct(sm, meas, weighting="row_norm")
+    # row weighting is applied by the pipeline for both backends alike
+    weighted = pympisr.reconstruct(sm, meas, backend=backend, weighting="row_norm", **options)
+    native_weighted = pympisr.reconstruct(sm, meas, engine="numpy", weighting="row_norm",
+                                          **options)
+    np.testing.assert_allclose(weighted, native_weighted, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(weighted, native, rtol=1e-3, atol=1e-4)
+
+
+def test_julia_reconstruct_function_was_replaced_by_the_backend_argument() -> None:
+    with pytest.raises(AttributeError, match="backend='julia'"):
+        julia.reconstruct  # noqa: B018
 
 
 # ------------------------------------------------------------------ package metadata
@@ -173,9 +197,19 @@ def test_juliapkg_json_matches_project_toml() -> None:
         assert spec["version"] == project["compat"][name], name
 
 
-@pytest.mark.skipif(shutil.which("fatou") is None, reason="fatou not installed")
+def _fatou() -> str | None:
+    """The fatou executable: beside this Python (the venv's bin, which need not be on
+    PATH when tests run as `.venv/bin/python -m pytest`), else on PATH."""
+    beside = Path(sys.executable).parent / "fatou"
+    return str(beside) if beside.is_file() else shutil.which("fatou")
+
+
+FATOU = _fatou()
+
+
+@pytest.mark.skipif(FATOU is None, reason="fatou not installed")
 def test_fatou_lint_reports_no_errors() -> None:
-    result = subprocess.run(["fatou", "lint", "--no-config", "--output", "json", "julia"],
+    result = subprocess.run([FATOU, "lint", "--no-config", "--output", "json", "julia"],
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     diagnostics = json.loads(result.stdout or "[]")
     errors = [d for d in diagnostics if d.get("severity") == "error"]
@@ -183,11 +217,11 @@ def test_fatou_lint_reports_no_errors() -> None:
     assert any(PACKAGE.glob("src/*.jl")) and (PACKAGE / "test" / "runtests.jl").is_file()
 
 
-@pytest.mark.skipif(shutil.which("fatou") is None, reason="fatou not installed")
+@pytest.mark.skipif(FATOU is None, reason="fatou not installed")
 def test_embedded_bridge_source_lints_clean(tmp_path: Path) -> None:
     source = tmp_path / "PympisrBridge.jl"
     source.write_text(julia._BRIDGE_SOURCE)
-    result = subprocess.run(["fatou", "lint", "--no-config", "--output", "json", str(source)],
+    result = subprocess.run([FATOU, "lint", "--no-config", "--output", "json", str(source)],
                             capture_output=True, text=True, timeout=120)
     errors = [d for d in json.loads(result.stdout or "[]") if d.get("severity") == "error"]
     assert not errors, errors
@@ -229,6 +263,6 @@ def test_julia_reconstruction_recovers_a_phantom() -> None:
     u = sm.matrix() @ phantom.reshape(-1)
     meas = pympisr.Measurement(data=u.reshape(1, sm.num_channels, sm.num_frequencies),
                                frequencies=sm.frequencies, frequency_indices=sm.frequency_indices)
-    image = julia.reconstruct(sm, meas, iterations=50, lambd=1e-6)
+    image = pympisr.reconstruct(sm, meas, backend="julia", iterations=50, lambd=1e-6)
     assert image.shape == (1, 1, 3, 4)
     assert np.unravel_index(np.argmax(image[0]), image[0].shape) == (0, 1, 2)

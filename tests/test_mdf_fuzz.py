@@ -6,7 +6,8 @@ broken links and random byte flips; mutations that do not apply to a source (del
 a field it lacks) are skipped. For every case ``load_system_matrix`` /
 ``load_measurement`` and ``validate`` run (``describe`` on every other case); loads
 must succeed or raise :class:`pympisr.MDFError` (warnings only :class:`MDFWarning`),
-``validate`` must return a list, and neither the mutated file nor its source may change.
+``validate`` must return a list (with at least one problem whenever the load raised
+MDFError), and neither the mutated file nor its source may change.
 """
 
 from __future__ import annotations
@@ -232,6 +233,13 @@ def _mutate(source: Path, target: Path, kind: str, arg) -> bool:
     return True
 
 
+def _other_kind(path: Path, refused: pympisr.MDFError) -> bool:
+    """The load was refused because the file is a valid MDF of another kind: no
+    /measurement at all (metadata only) or no /calibration (a measurement, not an SM)."""
+    with h5py.File(path, "r") as h5:
+        return refused.field in ("/measurement", "/calibration") and refused.field not in h5
+
+
 def _check_case(target: Path, loader, summarise: bool) -> list[str]:
     """Run the readers on one mutated file; return what went wrong (empty = fine).
 
@@ -240,11 +248,13 @@ def _check_case(target: Path, loader, summarise: bool) -> list[str]:
     """
     wrong: list[str] = []
     before = _digest(target)
+    refused = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             loader(target)
         except pympisr.MDFError as exc:
+            refused = exc
             if exc.path != str(target) or not exc.field or not exc.problem:
                 wrong.append(f"incomplete MDFError {exc!r}")
         except Exception as exc:  # noqa: BLE001 - this is what the test looks for
@@ -253,6 +263,8 @@ def _check_case(target: Path, loader, summarise: bool) -> list[str]:
             problems = validate(target)
             if not isinstance(problems, list):
                 wrong.append("validate did not return a list")
+            elif refused is not None and not problems and not _other_kind(target, refused):
+                wrong.append(f"validate reports no problem, the load refused: {refused}")
         except Exception as exc:  # noqa: BLE001
             wrong.append(f"validate raised {type(exc).__name__}: {exc}")
         try:

@@ -77,7 +77,7 @@ def test_restorer_runs_components_in_batches(zoo: Path) -> None:
 
 def test_restore_round_trip(mdf: Path) -> None:
     before = digest(mdf)
-    out = restore(mdf, model="tiny-2d", progress=False)
+    out = restore(mdf, model="tiny-2d", safety=None, progress=False)
     assert out == mdf.with_name("sm_restored.mdf") and out.exists()
     assert digest(mdf) == before
     source = pympisr.load_system_matrix(mdf, bg_correction=True, tf_correction=False)
@@ -93,6 +93,8 @@ def test_restore_round_trip(mdf: Path) -> None:
         assert prov["modelSha256"][()].decode() == resolve_model("tiny-2d").entry["sha256"]
         assert prov["source"][()].decode() == str(mdf.resolve())
         assert prov["restoredComponents"][()].all()
+        assert prov["noiseSource"][()].decode() == "snr"
+        assert prov["noiseStd"].shape == source.data.shape[:2]
 
 
 def test_restore_refuses_to_overwrite(mdf: Path, tmp_path: Path) -> None:
@@ -127,7 +129,7 @@ def test_default_model_follows_dims() -> None:
     assert restored.metadata["/_pympisr/restoration/model"] == "tiny-3d"
     with pytest.raises(ValueError, match="3D"):
         restore_system_matrix(sm3, model="tiny-2d")
-    with pytest.raises(ValueError, match="task"):
+    with pytest.raises(pympisr.errors.PympisrError, match="task"):
         restore_system_matrix(sm3, task="inpaint")
 
 

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from pympisr.cli import main
 from pympisr.datasets.store import DatasetItem, item_path, write_item
-from pympisr.training import (ComponentDataset, Preprocessing, StepBatchSampler, Trainer,
+from pympisr.tasks import SampleOptions
+from pympisr.training import (ComponentDataset, StepBatchSampler, Trainer,
                               TrainingConfig, load_checkpoint, load_config, masked_l1,
                               weighted_masked_l1)
 
@@ -67,7 +68,7 @@ def tiny_config(root: Path, out: Path, **train: object) -> TrainingConfig:
 
 # ------------------------------------------------------------------ preprocessing
 def test_sample_is_renormalised_padded_and_masked(toy_root: Path) -> None:
-    ds = ComponentDataset(toy_root, "train", Preprocessing(dims=2, patch_size=16))
+    ds = ComponentDataset(toy_root, "train", SampleOptions(dims=2, patch_size=16))
     sample = ds[3]
     x, y, v = sample["input"].numpy(), sample["target"].numpy(), sample["valid"].numpy()
     assert x.shape == y.shape == (2, 16, 16) and v.shape == (1, 16, 16)
@@ -81,7 +82,7 @@ def test_sample_is_renormalised_padded_and_masked(toy_root: Path) -> None:
 
 
 def test_noise_free_sample_is_a_rotated_copy(toy_root: Path) -> None:
-    prep = Preprocessing(dims=2, patch_size=16, sigma_range=(0.0, 0.0))
+    prep = SampleOptions(dims=2, patch_size=16, sigma_range=(0.0, 0.0))
     ds = ComponentDataset(toy_root, "train", prep)
     sample = ds[(5, 123)]
     x, y = sample["input"].numpy(), sample["target"].numpy()
@@ -96,7 +97,7 @@ def test_noise_free_sample_is_a_rotated_copy(toy_root: Path) -> None:
 
 
 def test_noise_level_matches_sigma_range(toy_root: Path) -> None:
-    prep = Preprocessing(dims=2, patch_size=16, sigma_range=(0.2, 0.2), scale_range=(1, 1))
+    prep = SampleOptions(dims=2, patch_size=16, sigma_range=(0.2, 0.2), scale_range=(1, 1))
     ds = ComponentDataset(toy_root, "train", prep)
     residual_std = []
     for key in range(len(ds)):
@@ -110,7 +111,7 @@ def test_noise_level_matches_sigma_range(toy_root: Path) -> None:
 
 
 def test_samples_are_reproducible_and_offsets_vary(toy_root: Path) -> None:
-    ds = ComponentDataset(toy_root, "train", Preprocessing(dims=2, patch_size=16))
+    ds = ComponentDataset(toy_root, "train", SampleOptions(dims=2, patch_size=16))
     a, b = ds[(1, 99)], ds[(1, 99)]
     assert all(torch.equal(a[k], b[k]) for k in a)
     masks = {ds[(0, seed)]["valid"].numpy().tobytes() for seed in range(12)}
@@ -118,19 +119,19 @@ def test_samples_are_reproducible_and_offsets_vary(toy_root: Path) -> None:
 
 
 def test_large_components_are_cropped(toy_root: Path) -> None:
-    ds = ComponentDataset(toy_root, "train", Preprocessing(dims=2, patch_size=5))
+    ds = ComponentDataset(toy_root, "train", SampleOptions(dims=2, patch_size=5))
     s = ds[0]
     assert s["input"].shape == (2, 5, 5) and s["valid"].numpy().all()
 
 
 def test_3d_samples(tmp_path: Path) -> None:
     root = write_toy_dataset(tmp_path, dims=3, items={"train": 1}, components=2)
-    ds = ComponentDataset(root, "train", Preprocessing(dims=3, patch_size=16))
+    ds = ComponentDataset(root, "train", SampleOptions(dims=3, patch_size=16))
     s = ds[1]
     assert s["input"].shape == (2, 16, 16, 16) and s["valid"].shape == (1, 16, 16, 16)
     assert s["valid"].sum() == np.prod(ds.component(1).shape)
     with pytest.raises(ValueError, match="Nz"):
-        ComponentDataset(root, "train", Preprocessing(dims=2)).component(0)
+        ComponentDataset(root, "train", SampleOptions(dims=2)).component(0)
 
 
 def test_step_sampler_resumes_exactly() -> None:

@@ -27,15 +27,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that report a problem with the user's input, not a bug: pympisr's own
+    (:class:`pympisr.errors.PympisrError`, raised for bad files, models, options and
+    output paths) and missing or already existing files the user named. Anything else
+    (e.g. a plain ValueError from deep inside numpy) is a bug and keeps its traceback."""
     from ..errors import PympisrError
 
-    return (PympisrError, FileExistsError, FileNotFoundError, ValueError)
+    return (PympisrError, FileExistsError, FileNotFoundError)
 
 
 class _LazyGroup(click.Group):
     """Loads command modules on demand and reports problems with the user's input
-    (:class:`pympisr.errors.PympisrError`, missing or existing files, bad values) as
-    ``Error: <message>`` with exit status 1 instead of a traceback."""
+    (:func:`_user_errors`) as ``Error: <message>`` with exit status 1 instead of a
+    traceback; click reports its own usage errors with exit status 2."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:

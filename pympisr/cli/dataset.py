@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ._parsing import FiniteFloat
+
 __all__ = ["command"]
 
 
@@ -18,7 +20,8 @@ __all__ = ["command"]
               help="Items in the test split.")
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True,
               help="Dataset folder (created; an existing one is completed).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Dataset seed.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Dataset seed.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes [default: CPU count].")
 @click.option("--grid-max", type=click.IntRange(min=2), default=None,
@@ -27,7 +30,7 @@ __all__ = ["command"]
               show_default=True, help="Particle model.")
 @click.option("--max-components", type=click.IntRange(min=1), default=None,
               help="Components stored per SM [default: 400 (2D), 600 (3D)].")
-@click.option("--threshold", type=click.FloatRange(min=0.0), default=1e-5, show_default=True,
+@click.option("--threshold", type=FiniteFloat(min=0.0), default=1e-5, show_default=True,
               help="Keep components with energy >= threshold * strongest component energy.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def command(dims: str, train: int, val: int, test: int, out: str, seed: int,
@@ -38,7 +41,10 @@ def command(dims: str, train: int, val: int, test: int, out: str, seed: int,
     Each item stores only the frequency components that carry signal (see
     pympisr.simulation.generate); rerunning after an interruption completes the dataset.
     """
+    from ..atomic import check_output_path
     from ..simulation.generate import SelectionRule, default_rule, generate_dataset
+
+    check_output_path(out, directory=True)
 
     d = int(dims)
     rule = default_rule(d)

@@ -25,18 +25,32 @@ def command(checkpoint: Path, out: Path, metrics: Path | None, description: str 
             register_name: str | None, live_weights: bool, overwrite: bool) -> None:
     """Export a training CHECKPOINT to a self-contained ONNX graph (DESIGN section 8).
 
-    The export is checked against PyTorch at two grid shapes and fails otherwise.
+    The export is checked against PyTorch at two grid shapes and fails otherwise. The
+    sha256 sidecar OUT.sha256 written beside the model vouches for it when it is used
+    with --model outside a manifest folder.
     """
+    from ..atomic import check_output_path
+    from ..errors import InvalidInputError
     from ..export import export_checkpoint
 
     if out.suffix != ".onnx":
         raise click.BadParameter("must end in .onnx", param_hint="--out")
-    test_metrics = json.loads(metrics.read_text()) if metrics else None
+    check_output_path(out)
+    test_metrics = None
+    if metrics is not None:
+        try:
+            test_metrics = json.loads(metrics.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InvalidInputError(f"{metrics}: --metrics must be a JSON file ({exc})") \
+                from exc
+        if not isinstance(test_metrics, dict):
+            raise InvalidInputError(f"{metrics}: --metrics must hold a JSON object")
     result = export_checkpoint(checkpoint, out, test_metrics=test_metrics,
                                description=description, ema=not live_weights,
                                overwrite=overwrite)
     click.echo(f"wrote {result.path} ({result.path.stat().st_size / 1e6:.2f} MB), "
-               f"{result.golden_input.name}, {result.golden_output.name}; ONNX vs PyTorch "
+               f"{result.golden_input.name}, {result.golden_output.name}, "
+               f"{result.sidecar.name if result.sidecar else ''}; ONNX vs PyTorch "
                f"max relative difference {result.parity_error:.1e}")
     if register_name:
         from ..model_zoo import manifest_entry, register_model

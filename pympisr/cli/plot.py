@@ -34,8 +34,10 @@ def command(file: str, components: int, out: str, columns: int, overwrite: bool)
     FILE is an MDF system matrix (measured or simulated) or a dataset item (.h5) written
     by `pympisr dataset`.
     """
+    from ..atomic import check_output_path
     from ..plotting import plot_strongest_components
 
+    check_output_path(out)
     path = Path(file)
     if _is_dataset_item(path):
         from ..datasets import read_item

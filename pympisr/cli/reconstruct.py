@@ -6,22 +6,17 @@ from pathlib import Path
 
 import click
 
-from ._parsing import comma_separated
+from ._parsing import FiniteFloat, index_list
 
 
 def _parse_channels(ctx: click.Context, param: click.Parameter, value: str | None
                     ) -> list[int] | None:
-    if value is None:
-        return None
-    channels = comma_separated(value, int, "integers")
-    if not channels or any(c < 0 for c in channels):
-        raise click.BadParameter(f"{value!r}: give 0-based channel numbers")
-    return channels
+    return None if value is None else index_list(value, "channel")
 
 
 def _parse_frames(ctx: click.Context, param: click.Parameter, value: str | None
                   ) -> list[int] | None:
-    return None if value is None else comma_separated(value, int, "integers")
+    return None if value is None else index_list(value, "frame")
 
 
 @click.command(name="reconstruct")
@@ -33,15 +28,16 @@ def _parse_frames(ctx: click.Context, param: click.Parameter, value: str | None
               help="Measurement MDF file.")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Output HDF5 file (MDF /reconstruction group); OUT.png gets the figure.")
-@click.option("--snr-thresh", type=float, default=-1.0, show_default=True,
+@click.option("--snr-thresh", type=FiniteFloat(), default=-1.0, show_default=True,
               help="Keep frequency rows with SNR >= this (<= 0: no SNR filter).")
-@click.option("--min-freq", type=float, default=0.0, show_default=True, help="Hz.")
-@click.option("--max-freq", type=float, default=None, help="Hz (default: no limit).")
+@click.option("--min-freq", type=FiniteFloat(), default=0.0, show_default=True, help="Hz.")
+@click.option("--max-freq", type=FiniteFloat(), default=None,
+              help="Hz (default: no limit).")
 @click.option("--channels", callback=_parse_channels, default=None,
               help="0-based receive channels, comma separated (default: all).")
 @click.option("--iterations", type=click.IntRange(min=1), default=3, show_default=True,
               help="Kaczmarz sweeps.")
-@click.option("--lambd", type=click.FloatRange(min=0), default=0.0, show_default=True,
+@click.option("--lambd", type=FiniteFloat(min=0.0), default=0.0, show_default=True,
               help="Tikhonov parameter relative to ||S||_F^2 / N.")
 @click.option("--frames", callback=_parse_frames, default=None,
               help="0-based foreground frames, comma separated (default: all).")
@@ -64,6 +60,8 @@ def command(sm_path: Path, meas_path: Path, out: Path, snr_thresh: float, min_fr
     """
     import numpy as np
 
+    from ..atomic import check_output_path
+    from ..errors import InvalidInputError, PympisrError
     from ..reco.output import write_image
     from ..reco.reconstruct import Reconstruction, reconstruct, reconstruct_with_metadata
 
@@ -73,14 +71,25 @@ def command(sm_path: Path, meas_path: Path, out: Path, snr_thresh: float, min_fr
                   num_averages=num_averages,
                   weighting=None if weighting == "none" else weighting)
     for p in (out, out.with_name(out.name + ".png")):
+        check_output_path(p)
         if p.exists() and not overwrite:
             raise FileExistsError(f"{p}: exists; pass --overwrite to replace it")
-    if backend == "python":
-        reco = reconstruct_with_metadata(sm_path, meas_path, **kwargs)
-    else:
+    try:
+        if backend == "python":
+            reco = reconstruct_with_metadata(sm_path, meas_path, **kwargs)
+        else:
+            image = reconstruct(sm_path, meas_path, backend=backend, **kwargs)
+    except ValueError as exc:
+        # pympisr.reco.reconstruct reports unusable inputs (frames out of range, files
+        # that do not match, an empty frequency selection) as plain ValueErrors; its
+        # other errors are PympisrErrors already
+        if isinstance(exc, PympisrError):
+            raise
+        raise InvalidInputError(f"cannot reconstruct {meas_path} with {sm_path}: "
+                                f"{exc}") from exc
+    if backend != "python":
         from ..mdf.reader import open_mdf
 
-        image = reconstruct(sm_path, meas_path, backend=backend, **kwargs)
         with open_mdf(sm_path) as reader:
             grid = tuple(int(n) for n in reader.integers("/calibration/size", size=3))
             fov = reader.numbers("/calibration/fieldOfView", size=3, default=np.zeros(3))

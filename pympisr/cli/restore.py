@@ -6,27 +6,53 @@ from pathlib import Path
 
 import click
 
+from ._parsing import FiniteFloat
+
+
+def _tasks() -> list[str]:
+    from ..tasks import TASKS
+    return list(TASKS)
+
 
 @click.command(name="restore")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--task", type=click.Choice(["denoise"]), default="denoise", show_default=True,
+@click.option("--task", type=click.Choice(_tasks()), default="denoise", show_default=True,
               help="Restoration task.")
 @click.option("--model", help="Model name from onnx_models/manifest.json or an .onnx path "
               "(default: the manifest's first model for the task and the file's dims).")
+@click.option("--trust-model", is_flag=True, help="Run a model file that no manifest or "
+              "sha256 sidecar vouches for (recorded in the provenance).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Output MDF file (default: <stem>_restored.mdf next to PATH).")
-@click.option("--snr-thresh", type=float, help="Restore only components with "
+@click.option("--snr-thresh", type=FiniteFloat(), help="Restore only components with "
               "/calibration/snr >= this value (the others are copied).")
+@click.option("--noise-source", type=click.Choice(["auto", "background", "snr", "blind"]),
+              default="auto", show_default=True,
+              help="Where each component's noise level comes from: background frames, "
+              "/calibration/snr, or a blind estimate (auto: the first available).")
+@click.option("--noise", type=FiniteFloat(min=0.0), default=None,
+              help="One noise std (real and imaginary part, data units) for all components; "
+              "overrides --noise-source.")
+@click.option("--mask", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Inpainting: .npy bool array over the grid, True = valid position.")
+@click.option("--no-safety", is_flag=True, help="Write the raw network output (no SURE "
+              "combination or data-consistency step; the result may be worse than the input).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
-def command(path: Path, task: str, model: str | None, out: Path | None,
-            snr_thresh: float | None, overwrite: bool) -> None:
+def command(path: Path, task: str, model: str | None, trust_model: bool, out: Path | None,
+            snr_thresh: float | None, noise_source: str, noise: float | None,
+            mask: Path | None, no_safety: bool, overwrite: bool) -> None:
     """Restore the system matrix in PATH and write it to a new MDF file.
 
-    The input file is never modified; the output records the model and its sha256 under
-    /_pympisr/restoration.
+    The input file is never modified; the output records the model, its sha256, the noise
+    level and the action taken per component under /_pympisr/restoration.
     """
     from ..restoration import restore
+    from ..restoration.safety import SafetyOptions
 
+    if out is not None and not str(out):
+        raise click.BadParameter("the output path is empty", param_hint="--out")
     written = restore(path, task=task, model=model, out=out, snr_thresh=snr_thresh,
+                      noise=noise, noise_source=noise_source, mask=mask,
+                      safety=None if no_safety else SafetyOptions(), trust=trust_model,
                       overwrite=overwrite)
     click.echo(f"restored system matrix written to {written}")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from ._parsing import FiniteFloat
+
 
 @click.command(name="train")
 @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -15,7 +17,7 @@ import click
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Override [experiment] output_dir.")
 @click.option("--steps", type=click.IntRange(min=1), help="Override [train] steps.")
-@click.option("--max-minutes", type=click.FloatRange(min=0),
+@click.option("--max-minutes", type=FiniteFloat(min=0.0),
               help="Override [train] max_minutes (stop and checkpoint after this time).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def command(config: Path, resume: bool, data_root: Path | None, output_dir: Path | None,
@@ -43,6 +45,10 @@ def command(config: Path, resume: bool, data_root: Path | None, output_dir: Path
                                    "or choose another --output-dir")
     trainer = Trainer(cfg, progress=not quiet)
     result = trainer.fit(resume=resume)
+    if result.steps_run == 0 and result.finished:
+        click.echo(f"{cfg.experiment.name}: already finished at step {result.step} "
+                   f"(train.steps = {cfg.train.steps}); nothing to train. Raise --steps to "
+                   "continue training.")
     state = "finished" if result.finished else "stopped at the time limit (use --resume)"
     click.echo(f"{cfg.experiment.name}: {state} at step {result.step} after "
                f"{result.elapsed_s / 60:.1f} min; train L1 {result.train_loss:.4f}, "

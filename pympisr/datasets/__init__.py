@@ -1,5 +1,5 @@
 """On-disk datasets of simulated system matrices (see :mod:`pympisr.datasets.store`)."""
 
-from .store import DatasetItem, ComponentStore, read_item, write_item
+from .store import ComponentStore, DatasetItem, read_dataset_info, read_item, write_item
 
-__all__ = ["ComponentStore", "DatasetItem", "read_item", "write_item"]
+__all__ = ["ComponentStore", "DatasetItem", "read_dataset_info", "read_item", "write_item"]

@@ -37,9 +37,10 @@ import h5py
 import numpy as np
 
 from ..atomic import atomic_output
-from ..errors import MDFError
+from ..errors import DatasetError, MDFError
 
-__all__ = ["ComponentStore", "DatasetItem", "item_path", "json_default", "read_item", "write_item"]
+__all__ = ["ComponentStore", "DatasetItem", "item_path", "json_default", "read_dataset_info",
+           "read_item", "write_item"]
 
 
 @dataclass
@@ -56,6 +57,28 @@ class DatasetItem:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+def read_dataset_info(root: str | os.PathLike[str]) -> dict[str, Any]:
+    """Contents of ``root/dataset.json`` (empty dict if absent).
+
+    Raises
+    ------
+    DatasetError
+        The file is not valid UTF-8 JSON or not a JSON object (the message names it).
+    """
+    meta = Path(root) / "dataset.json"
+    if not meta.exists():
+        return {}
+    try:
+        info = json.loads(meta.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{meta}: not a valid dataset description (invalid JSON: "
+                           f"{exc})") from exc
+    if not isinstance(info, dict):
+        raise DatasetError(f"{meta}: not a valid dataset description (a JSON object "
+                           f"expected, got {type(info).__name__})")
+    return info
+
+
 def item_path(root: str | os.PathLike[str], split: str, index: int) -> Path:
     """Path of item ``index`` of ``split`` in the dataset folder ``root``."""
     return Path(root) / split / f"{index:05d}.h5"
@@ -65,8 +88,11 @@ def write_item(path: str | os.PathLike[str], item: DatasetItem, *, overwrite: bo
     """Write one item atomically (temporary file + rename)."""
     with atomic_output(path, overwrite=overwrite) as tmp:
         with h5py.File(tmp, "w") as f:
-            f.create_dataset("components", data=np.asarray(item.components, np.complex64),
-                             chunks=(1, *np.shape(item.components)[1:]))
+            components = np.asarray(item.components, np.complex64)
+            # one chunk per component; an item without components is stored contiguous
+            # (HDF5 rejects chunks larger than an empty dataset)
+            chunks = (1, *components.shape[1:]) if components.shape[0] else None
+            f.create_dataset("components", data=components, chunks=chunks)
             f["channel"] = np.asarray(item.channel, np.int16)
             f["frequency_index"] = np.asarray(item.frequency_index, np.int32)
             f["energy"] = np.asarray(item.energy, np.float32)
@@ -125,16 +151,19 @@ class ComponentStore:
             raise FileNotFoundError(f"{self.root / split}: no dataset items (*.h5) found")
         counts = []
         for path in self.files:
-            with h5py.File(path, "r") as f:
-                counts.append(int(f["channel"].shape[0]))
+            try:
+                with h5py.File(path, "r") as f:
+                    counts.append(int(f["channel"].shape[0]))
+            except (OSError, KeyError) as exc:
+                raise MDFError(path, "/channel",
+                               f"not a readable pympisr dataset item ({exc})") from exc
         self.counts = np.asarray(counts, dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(self.counts)])
 
     @property
     def info(self) -> dict[str, Any]:
         """Contents of ``dataset.json`` (empty dict if absent)."""
-        meta = self.root / "dataset.json"
-        return json.loads(meta.read_text()) if meta.exists() else {}
+        return read_dataset_info(self.root)
 
     def __len__(self) -> int:
         return int(self.offsets[-1])

@@ -26,14 +26,16 @@ Metadata (``metadata_props``, all strings, JSON where structured): ``task``,
 ``training``, ``pympisr_version``, ``test_metrics``, ``opset``.
 
 Golden files beside the model (float32, ONNX layout): ``<stem>.golden_input.npy`` and
-``<stem>.golden_output.npy`` (onnxruntime's output for that input).
+``<stem>.golden_output.npy`` (onnxruntime's output for that input). The sha256 sidecar
+``<name>.onnx.sha256`` beside the model vouches for it when it is used outside a
+manifest folder (:func:`pympisr.model_zoo.verify_model`).
 """
 
 from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +45,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..atomic import atomic_output
-from ..errors import PympisrError
+from ..errors import ExportCheckError
+from ..models.conditioning import run_network
+from ..tasks import Task, get_task
 
 __all__ = ["OPSET", "EndToEnd", "ExportCheckError", "ExportResult", "check_onnx_against_torch",
-           "export_checkpoint", "export_model", "golden_input", "golden_paths", "read_metadata"]
+           "export_checkpoint", "export_model", "golden_extra_inputs", "golden_extra_path",
+           "golden_input", "golden_paths", "read_metadata"]
 
 OPSET = 17
 AXIS_ORDER = {
@@ -65,10 +70,6 @@ PARITY_RTOL = 1e-4
 _CHECK_SHAPES = {2: [(2, 30, 12), (1, 41, 36)], 3: [(1, 12, 7, 10), (1, 35, 9, 6)]}
 
 
-class ExportCheckError(PympisrError, RuntimeError):
-    """The exported ONNX graph disagrees with the PyTorch model."""
-
-
 def _padded_size(n: Any, min_size: int, multiple: int) -> Any:
     """``max(n, min_size)`` rounded up to a multiple of ``multiple``.
 
@@ -82,21 +83,37 @@ def _padded_size(n: Any, min_size: int, multiple: int) -> Any:
 class EndToEnd(nn.Module):
     """Normalise, pad, run ``net``, crop, rescale (module docstring); ONNX-exportable.
 
-    ``net`` must expose ``dims``, ``size_multiple`` and ``scale_factor`` (see
-    :mod:`pympisr.models`). ``min_size`` is the training patch size: smaller grids are
-    zero-padded (centred) to it, as in training and the seed paper's inference (3.4),
-    so the network sees its image inside zeros as it did during training.
+    ``net`` must expose ``dims`` and may expose ``size_multiple``, ``scale_factor``,
+    ``noise_channel`` and ``takes_mask`` (see :mod:`pympisr.models`). ``task`` gives
+    the grid rule (default: denoising, the grid is kept) and whether a mask is an
+    input. ``min_size`` is the training patch size: smaller grids are zero-padded
+    (centred) to it, as in training and the seed paper's inference (3.4), so the
+    network sees its image inside zeros as it did during training.
+
+    Inputs: ``sm`` ``(B, 2, *grid)`` raw units; ``sigma`` ``(B, 1)`` the noise std of
+    the real and of the imaginary part in the same raw units (noise-conditioned
+    networks); ``mask`` ``(B, 1, *grid)`` 1 = measured (inpainting).
     """
 
-    def __init__(self, net: nn.Module, *, min_size: int = 1) -> None:
+    def __init__(self, net: nn.Module, *, task: Task | None = None,
+                 min_size: int = 1) -> None:
         super().__init__()
+        from ..tasks import get_task
+
         self.net = net
         self.dims = int(net.dims)
         self.size_multiple = int(getattr(net, "size_multiple", 1))
         self.scale_factor = int(getattr(net, "scale_factor", 1))
+        self.task = task or get_task("denoise", self.dims)
+        if self.task.scale_factor != self.scale_factor:
+            raise ValueError(f"network scale factor {self.scale_factor} differs from the "
+                             f"task's {self.task!r}")
         self.min_size = int(min_size)
+        self.input_names = ["sm"] + (["sigma"] if getattr(net, "noise_channel", False)
+                                     else []) + (["mask"] if self.task.needs_mask else [])
 
-    def forward(self, sm: torch.Tensor) -> torch.Tensor:
+    def forward(self, sm: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
+        inputs = dict(zip(self.input_names[1:], extra))
         spatial = tuple(range(2, 2 + self.dims))
         magnitude = torch.sqrt(sm[:, 0:1] ** 2 + sm[:, 1:2] ** 2)
         peak = torch.amax(magnitude, dim=spatial, keepdim=True).clamp_min(1e-30)
@@ -108,9 +125,16 @@ class EndToEnd(nn.Module):
             before.append(total // 2)
             pads.append((total // 2, total - total // 2))
         pad_arg: list[Any] = [p for pair in reversed(pads) for p in pair]
-        y = self.net(F.pad(x, pad_arg))
-        s = self.scale_factor
-        crop = tuple(slice(b * s, (b + n) * s) for b, n in zip(before, shape))
+        sigma = inputs.get("sigma")
+        if sigma is not None:
+            sigma = sigma / peak.reshape(-1, 1)
+        mask = inputs.get("mask")
+        if mask is not None:
+            mask = F.pad(mask, pad_arg)
+        y = run_network(self.net, F.pad(x, pad_arg), sigma, mask)
+        s = 1 if self.task.grid_rule == "same" else self.scale_factor
+        crop = tuple(slice(b * s, b * s + self.task.output_size(n))
+                     for b, n in zip(before, shape))
         return y[(slice(None), slice(None), *crop)] * peak
 
 
@@ -137,11 +161,36 @@ def golden_input(dims: int, seed: int = 20251121) -> np.ndarray:
     return np.stack([c.real, c.imag], axis=1).astype(np.float32)
 
 
+def golden_extra_inputs(sm: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+    """Deterministic ``sigma`` (10 % of each component's peak, the noise level of
+    :func:`golden_input`) and ``mask`` (a block of missing positions) for the golden
+    files of models with those inputs."""
+    extra: dict[str, np.ndarray] = {}
+    if "sigma" in names:
+        peak = np.sqrt(sm[:, 0] ** 2 + sm[:, 1] ** 2).reshape(sm.shape[0], -1).max(axis=1)
+        extra["sigma"] = (0.1 * peak).reshape(-1, 1).astype(np.float32)
+    if "mask" in names:
+        mask = np.ones((sm.shape[0], 1, *sm.shape[2:]), dtype=np.float32)
+        block = tuple(slice(n // 3, n // 3 + max(1, n // 4)) for n in sm.shape[2:])
+        mask[(slice(None), 0, *block)] = 0.0
+        extra["mask"] = mask
+    return extra
+
+
 def golden_paths(onnx_path: str | Path) -> tuple[Path, Path]:
     """``(<stem>.golden_input.npy, <stem>.golden_output.npy)`` beside ``onnx_path``."""
     p = Path(onnx_path)
-    stem = p.name[:-5] if p.name.endswith(".onnx") else p.name
-    return p.with_name(f"{stem}.golden_input.npy"), p.with_name(f"{stem}.golden_output.npy")
+    return p.with_name(f"{_stem(p)}.golden_input.npy"), p.with_name(f"{_stem(p)}.golden_output.npy")
+
+
+def golden_extra_path(onnx_path: str | Path, name: str) -> Path:
+    """``<stem>.golden_<name>.npy`` beside ``onnx_path`` (extra inputs: sigma, mask)."""
+    p = Path(onnx_path)
+    return p.with_name(f"{_stem(p)}.golden_{name}.npy")
+
+
+def _stem(p: Path) -> str:
+    return p.name[:-5] if p.name.endswith(".onnx") else p.name
 
 
 def _session(path: Path) -> Any:
@@ -153,7 +202,8 @@ def _session(path: Path) -> Any:
 
 def check_onnx_against_torch(onnx_path: Path, wrapper: EndToEnd,
                              inputs: list[np.ndarray]) -> float:
-    """Run both on each input; return the worst relative error or raise ExportCheckError.
+    """Run both on each ``sm`` input (extra inputs from :func:`golden_extra_inputs`);
+    return the worst relative error or raise ExportCheckError.
 
     Relative error = ``max |onnx - torch| / max |torch|`` per input; it must be at most
     :data:`PARITY_RTOL` and the output shapes must agree.
@@ -161,9 +211,10 @@ def check_onnx_against_torch(onnx_path: Path, wrapper: EndToEnd,
     session = _session(onnx_path)
     worst = 0.0
     for x in inputs:
+        feeds = {"sm": x, **golden_extra_inputs(x, wrapper.input_names)}
         with torch.inference_mode():
-            ref = wrapper(torch.from_numpy(x)).numpy()
-        out = session.run(["restored"], {"sm": x})[0]
+            ref = wrapper(*(torch.from_numpy(feeds[n]) for n in wrapper.input_names)).numpy()
+        out = session.run(["restored"], feeds)[0]
         if out.shape != ref.shape:
             raise ExportCheckError(f"{onnx_path}: output shape {out.shape} for input "
                                    f"{x.shape}, PyTorch gives {ref.shape}")
@@ -184,30 +235,41 @@ class ExportResult:
     golden_output: Path
     metadata: dict[str, str]
     parity_error: float
+    sidecar: Path | None = None
+    golden_extra: dict[str, Path] = field(default_factory=dict)
 
 
 def export_model(net: nn.Module, out: str | Path, *, metadata: dict[str, Any],
-                 min_size: int = 1, overwrite: bool = False) -> ExportResult:
+                 task: Task | None = None, min_size: int = 1,
+                 overwrite: bool = False) -> ExportResult:
     """Export ``net`` (eval mode) end to end to ``out`` with ``metadata``; check it at the
-    trace shape and two other grid shapes; write the golden input/output pair.
+    trace shape and two other grid shapes; write the golden input/output files.
 
-    ``metadata`` values that are not strings are stored as JSON. The keys ``dims``,
-    ``scale_factor``, ``size_multiple``, ``min_size``, ``axis_order``, ``julia_layout``
-    and ``opset`` are filled in. ``min_size``: see :class:`EndToEnd`.
+    ``task`` (default: denoising in ``net.dims`` dimensions) decides the inputs and the
+    grid rule. ``metadata`` values that are not strings are stored as JSON. The keys
+    ``task``, ``grid_rule``, ``inputs``, ``noise_input``, ``dims``, ``scale_factor``,
+    ``size_multiple``, ``min_size``, ``axis_order``, ``julia_layout`` and ``opset`` are
+    filled in. ``min_size``: see :class:`EndToEnd`.
     """
     import onnx
 
     out = Path(out)
+    wrapper = EndToEnd(net.eval(), task=task, min_size=min_size).eval()
     g_in, g_out = golden_paths(out)
-    for path in (out, g_in, g_out):
+    extra_paths = {name: golden_extra_path(out, name) for name in wrapper.input_names[1:]}
+    for path in (out, g_in, g_out, *extra_paths.values()):
         if path.exists() and not overwrite:
             raise FileExistsError(f"{path}: exists; pass overwrite=True to replace it")
-    wrapper = EndToEnd(net.eval(), min_size=min_size).eval()
     dims = wrapper.dims
     x = golden_input(dims)
+    feeds = {"sm": x, **golden_extra_inputs(x, wrapper.input_names)}
     axes = {0: "batch", **{2 + i: name for i, name in
                            enumerate(("depth", "height", "width")[3 - dims:])}}
+    dynamic = {"sm": axes, "restored": axes, "sigma": {0: "batch"}, "mask": axes}
     props = {**{k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()},
+             "task": wrapper.task.name, "grid_rule": wrapper.task.grid_rule,
+             "inputs": json.dumps(wrapper.input_names),
+             "noise_input": "sigma" if "sigma" in wrapper.input_names else "none",
              "dims": str(dims), "scale_factor": str(wrapper.scale_factor),
              "size_multiple": str(wrapper.size_multiple), "min_size": str(wrapper.min_size),
              "axis_order": AXIS_ORDER[dims],
@@ -216,9 +278,12 @@ def export_model(net: nn.Module, out: str | Path, *, metadata: dict[str, Any],
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            torch.onnx.export(wrapper, (torch.from_numpy(x),), str(tmp), dynamo=False,
-                              input_names=["sm"], output_names=["restored"],
-                              dynamic_axes={"sm": axes, "restored": axes},
+            torch.onnx.export(wrapper, tuple(torch.from_numpy(feeds[n])
+                                             for n in wrapper.input_names), str(tmp),
+                              dynamo=False, input_names=wrapper.input_names,
+                              output_names=["restored"],
+                              dynamic_axes={n: dynamic[n] for n in
+                                            [*wrapper.input_names, "restored"]},
                               opset_version=OPSET, do_constant_folding=True)
         model = onnx.load(str(tmp))
         del model.metadata_props[:]
@@ -232,12 +297,16 @@ def export_model(net: nn.Module, out: str | Path, *, metadata: dict[str, Any],
         checks = [x] + [(rng.standard_normal((b, 2, *s)) * 1e-3).astype(np.float32)
                         for b, *s in _CHECK_SHAPES[dims]]
         error = check_onnx_against_torch(tmp, wrapper, checks)
-        golden = _session(tmp).run(["restored"], {"sm": x})[0].astype(np.float32)
-    for path, array in ((g_in, x), (g_out, golden)):
+        golden = _session(tmp).run(["restored"], feeds)[0].astype(np.float32)
+    for path, array in ((g_in, x), (g_out, golden),
+                        *((extra_paths[n], feeds[n]) for n in extra_paths)):
         with atomic_output(path, overwrite=overwrite) as tmp_npy:
             with open(tmp_npy, "wb") as fh:
                 np.save(fh, array)
-    return ExportResult(out, g_in, g_out, props, error)
+    from ..model_zoo import write_sidecar
+
+    sidecar = write_sidecar(out, overwrite=True)
+    return ExportResult(out, g_in, g_out, props, error, sidecar, extra_paths)
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, *,
@@ -264,8 +333,9 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *,
     data = dict(ckpt.get("data", {}))
     if description:
         data["description"] = description
+    task = get_task(ckpt["task"], int(config["data"]["dims"]),
+                    int(config["experiment"].get("scale_factor", 0)) or None)
     metadata = {
-        "task": ckpt["task"],
         "architecture": ckpt["model"]["architecture"],
         "model_name": ckpt["model"]["name"],
         "model_options": ckpt["model"]["options"],
@@ -276,8 +346,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *,
         "pympisr_version": __version__,
         "test_metrics": test_metrics or {},
     }
-    return export_model(net, out, metadata=metadata, min_size=config["data"]["patch_size"],
-                        overwrite=overwrite)
+    return export_model(net, out, metadata=metadata, task=task,
+                        min_size=config["data"]["patch_size"], overwrite=overwrite)
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

@@ -28,6 +28,7 @@ import h5py
 import numpy as np
 
 from .quirks import FieldReader
+from .safety import MAX_SAMPLING_POINTS, require_plausible
 
 __all__ = ["Layout", "parse_layout", "read_frames", "read_subsampling_indices"]
 
@@ -122,6 +123,7 @@ def parse_layout(reader: FieldReader) -> Layout:
                                            "(metadata only?)")
     ds = reader.dataset(DATA)
     shape, pair_axis = _data_shape(reader, ds)
+    require_plausible(reader.path, DATA, ds)   # sizes below derive from this shape
     fourier = reader.flag("/measurement/isFourierTransformed")
     fast = reader.flag("/measurement/isFastFrameAxis", False)
     sparse = reader.flag("/measurement/isSparsityTransformed", False)
@@ -162,9 +164,9 @@ def parse_layout(reader: FieldReader) -> Layout:
     else:
         raise reader.error("/acquisition/receiver/numSamplingPoints",
                            "missing; needed to place the selected frequencies")
-    if num_samples < 1:
+    if not 1 <= num_samples <= MAX_SAMPLING_POINTS:
         raise reader.error("/acquisition/receiver/numSamplingPoints",
-                           f"must be positive, found {num_samples}")
+                           f"must lie in 1..{MAX_SAMPLING_POINTS}, found {num_samples}")
     num_bins = num_samples // 2 + 1
 
     selection = None
@@ -317,6 +319,7 @@ def read_subsampling_indices(reader: FieldReader, layout: Layout, positions: np.
     """
     field = "/measurement/subsamplingIndices"
     ds = reader.dataset(field)
+    require_plausible(reader.path, field, ds)
     num_coeffs = int((~layout.background_mask).sum())
     expected = (layout.num_periods, layout.num_channels, layout.num_stored_frequencies,
                 num_coeffs)

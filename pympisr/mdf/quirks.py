@@ -21,6 +21,7 @@ import h5py
 import numpy as np
 
 from ..errors import MDFError
+from .safety import require_plausible
 
 __all__ = ["LEGACY_NAMES", "FieldReader", "decode_strings", "is_boolean_field", "read_value"]
 
@@ -88,6 +89,8 @@ class FieldReader:
         self.h5 = h5
         self.path = os.fspath(path)
         self._objects: dict[str, h5py.Dataset | h5py.Group] | None = None
+        #: objects whose names are not UTF-8 (shown with backslash escapes); skipped
+        self.undecodable: list[str] = []
 
     # ------------------------------------------------------------------ basics
     def error(self, field: str, problem: str) -> MDFError:
@@ -98,14 +101,19 @@ class FieldReader:
         """Every group and dataset reachable by hard links, by absolute path.
 
         Built once per file (HDF5 lookups are slow); soft and external links are not
-        followed, so a field stored only as a link counts as missing.
+        followed, so a field stored only as a link counts as missing. Objects whose
+        names are not valid UTF-8 (h5py hands those over as bytes) are left out and
+        listed in :attr:`undecodable` instead: no MDF field has such a name, and h5py
+        cannot use them as ``str`` paths.
         """
         if self._objects is None:
             found: dict[str, h5py.Dataset | h5py.Group] = {"/": self.h5}
 
             def visit(name: str | bytes, obj: Any) -> None:
                 if isinstance(name, bytes):  # names that are not UTF-8 (damaged files)
-                    name = name.decode("utf-8", errors="replace")
+                    self.undecodable.append(
+                        "/" + name.decode("utf-8", errors="backslashreplace"))
+                    return
                 found["/" + name] = obj
 
             try:
@@ -143,6 +151,7 @@ class FieldReader:
         if default is not _MISSING and not self.has(field):
             return default
         ds = self.dataset(field)
+        require_plausible(self.path, ds.name or field, ds)
         try:
             return read_value(ds)
         except (OSError, RuntimeError, ValueError, TypeError) as exc:

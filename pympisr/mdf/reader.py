@@ -25,7 +25,13 @@ Processing, in this order (MPIFiles.jl's ``getSystemMatrix`` / ``getMeasurements
 Errors: any problem with the file raises :class:`~pympisr.MDFError` (file, field,
 problem): not HDF5, truncated, no ``/measurement``, inconsistent sizes or flags, wrong
 types, and NaN/Inf in the data that is loaded (refused: one NaN would poison every
-reconstruction with this matrix). NaN/Inf in ``/calibration/snr`` only warns
+reconstruction with this matrix). Inputs that are not regular files (FIFOs, devices)
+are refused before anything is read, and declared sizes the file does not really
+store are refused before anything is allocated (:mod:`pympisr.mdf.safety`). Each
+processing step (Fourier transform, conversion factor, DCT expansion, background and
+transfer-function correction, the final complex64 cast) is followed by a finiteness
+check that names the step and its field, instead of numpy's RuntimeWarnings (they are
+silenced inside the loaders). NaN/Inf in ``/calibration/snr`` only warns
 (:class:`MDFWarning`), because SNR estimates are often undefined at DC. Bad arguments
 (unknown frequency bins, period out of range) raise ``ValueError``; a missing file
 raises ``FileNotFoundError``.
@@ -43,30 +49,31 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..errors import MDFError
+from ..errors import MDFError, MDFWarning
 from ..system_matrix import Measurement, SystemMatrix
 from .background import subtract_mean_background, subtract_system_matrix_background
 from .layout import Layout, parse_layout, read_frames, read_subsampling_indices
 from .metadata import FRAME_PERMUTATION, collect_metadata
 from .quirks import FieldReader
+from .safety import (EXPANSION_RATIO_LIMIT, count_product, format_bytes, require_regular_file,
+                     stored_bytes)
 from .sparsity import expand_coefficients
 
 __all__ = ["MDFWarning", "guard", "load_measurement", "load_system_matrix", "open_mdf"]
 
 TF = "/acquisition/receiver/transferFunction"
 SNR = "/calibration/snr"
-
-
-class MDFWarning(UserWarning):
-    """A tolerated oddity of an MDF file (the data was still loaded)."""
+CONVERSION = "/acquisition/receiver/dataConversionFactor"
+#: dense DCT grid (complex128 bytes) always allowed when expanding sparse data
+_EXPANSION_FLOOR_BYTES = 32 << 20
 
 
 @contextlib.contextmanager
 def open_mdf(path: str | os.PathLike[str]) -> Iterator[FieldReader]:
-    """Open ``path`` read-only; MDFError if it is not a readable HDF5 file."""
+    """Open ``path`` read-only; MDFError if it is not a regular, readable HDF5 file
+    (:func:`~pympisr.mdf.safety.require_regular_file`), FileNotFoundError if missing."""
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such file")
+    require_regular_file(path)
     try:
         h5 = h5py.File(path, "r", locking=False)
     except Exception as exc:  # h5py raises OSError, sometimes others, for non-HDF5 files
@@ -169,7 +176,7 @@ def _transfer_function(reader: FieldReader, layout: Layout, bins: np.ndarray,
 
 def _conversion_factor(reader: FieldReader, layout: Layout, data: np.ndarray,
                        bins: np.ndarray) -> np.ndarray:
-    field = "/acquisition/receiver/dataConversionFactor"
+    field = CONVERSION
     if not reader.has(field) or (layout.fast_frame_axis and not layout.time_domain):
         return data
     factor = reader.numbers(field)
@@ -180,14 +187,30 @@ def _conversion_factor(reader: FieldReader, layout: Layout, data: np.ndarray,
     dc = bins == 0
     if dc.any():
         data[:, :, dc] += (factor[:, 1] * layout.num_samples)[None, :, None]
+    _require_finite(reader, field, "applying the data conversion factor",
+                    "overflow: factor too large?", data)
     return data
 
 
-def _check_finite(reader: FieldReader, frames: np.ndarray) -> None:
+def _check_finite(reader: FieldReader, layout: Layout, frames: np.ndarray) -> None:
     bad = int(np.count_nonzero(~np.isfinite(frames)))
     if bad:
-        raise reader.error("/measurement/data", f"{bad} NaN/Inf values in the selected "
-                                                "data (refused)")
+        where = ("after the Fourier transform of the time-domain data (NaN/Inf stored, or "
+                 "overflow near the float32 limit)" if layout.time_domain
+                 else "in the selected data")
+        raise reader.error("/measurement/data", f"{bad} NaN/Inf values {where} (refused)")
+
+
+def _require_finite(reader: FieldReader, field: str, step: str, hint: str,
+                    *arrays: np.ndarray) -> None:
+    """MDFError naming ``field`` if ``step`` left NaN/Inf in any of ``arrays``.
+
+    The loaders run under ``np.errstate(all="ignore")``: instead of numpy's
+    RuntimeWarnings, every processing step is followed by this check.
+    """
+    bad = sum(int(np.count_nonzero(~np.isfinite(arr))) for arr in arrays)
+    if bad:
+        raise reader.error(field, f"{step} produced {bad} non-finite values ({hint})")
 
 
 def _divide_by_tf(data: np.ndarray, tf: np.ndarray, path: str) -> np.ndarray:
@@ -213,7 +236,7 @@ class _Frames:
 def _read_split(reader: FieldReader, layout: Layout, bins: np.ndarray,
                 positions: np.ndarray, period: int) -> _Frames:
     data = read_frames(reader, layout, positions, period)
-    _check_finite(reader, data)
+    _check_finite(reader, layout, data)
     data = _conversion_factor(reader, layout, data, bins)
     mask = layout.background_mask
     fg_idx = np.flatnonzero(~mask)
@@ -246,10 +269,13 @@ def _grid(reader: FieldReader) -> tuple[int, int, int]:
 def _expand_sparse(reader: FieldReader, layout: Layout, frames: _Frames,
                    grid: tuple[int, int, int], positions: np.ndarray, period: int) -> None:
     """Undo the DCT compression in place and fix the acquisition times."""
-    num_voxels = int(np.prod(grid))
+    num_voxels = count_product(grid)
+    _check_expansion(reader, layout, num_voxels, positions.size)
     indices = read_subsampling_indices(reader, layout, positions, period, num_voxels)
     frames.foreground = expand_coefficients(frames.foreground, indices, grid,
                                             layout.sparsity_transformation or "DCT-II")
+    _require_finite(reader, "/measurement/sparsityTransformation",
+                    "expanding the DCT coefficients", "overflow", frames.foreground)
     num_bg = frames.background.shape[0]
     perm = layout.permutation
     if layout.has_permutation and perm.size == num_voxels + num_bg:
@@ -260,6 +286,23 @@ def _expand_sparse(reader: FieldReader, layout: Layout, frames: _Frames,
     else:
         frames.foreground_time = np.arange(num_voxels)
         frames.background_time = num_voxels + np.arange(num_bg)
+
+
+def _check_expansion(reader: FieldReader, layout: Layout, num_voxels: int,
+                     num_freqs: int) -> None:
+    """Refuse a DCT expansion far larger than the stored data (hostile calibration size).
+
+    The dense grid needs ``C x K x O`` complex128 values; it may exceed
+    ``EXPANSION_RATIO_LIMIT`` times the stored bytes of ``/measurement/data`` only up to
+    a small floor.
+    """
+    dense = 16 * layout.num_channels * num_freqs * num_voxels
+    stored = stored_bytes(reader.dataset("/measurement/data"))
+    if dense > max(_EXPANSION_FLOOR_BYTES, EXPANSION_RATIO_LIMIT * stored):
+        raise reader.error("/calibration/size", f"{num_voxels} voxels would expand the "
+                                                f"{format_bytes(stored)} of stored DCT "
+                                                f"coefficients to {format_bytes(dense)}; "
+                                                "refused (implausible grid size)")
 
 
 def _model_permutation(layout: Layout, frames: _Frames) -> np.ndarray | None:
@@ -291,6 +334,8 @@ def _correct_tf(reader: FieldReader, layout: Layout, bins: np.ndarray,
     if _tf_request(reader, tf, tf_correction, tf_done):
         foreground = _divide_by_tf(foreground, tf, reader.path)
         background = _divide_by_tf(background, tf, reader.path)
+        _require_finite(reader, TF, "transfer-function correction",
+                        "division by ~0?", foreground, background)
         tf_done = True
     return foreground, background, tf, tf_done
 
@@ -336,6 +381,8 @@ def _load(name: str, path: str | os.PathLike[str], *, frequencies: Any, bg_corre
     against ``/measurement/data``.
     """
     if backend == "julia":
+        if os.path.exists(path):       # MPIFiles would block on a FIFO just the same
+            require_regular_file(path)
         return _dispatch_julia(name, path, period, frequencies=frequencies,
                                bg_correction=bg_correction, tf_correction=tf_correction)
     if backend != "python":
@@ -347,7 +394,7 @@ def _load(name: str, path: str | os.PathLike[str], *, frequencies: Any, bg_corre
             extra = prepare(reader, layout)
         bins, positions = _positions(layout, frequencies, path)
         _check_period(layout, period, path)
-        with guard(path, "/measurement/data"):
+        with guard(path, "/measurement/data"), np.errstate(all="ignore"):
             return build(reader, layout, bins, positions, period, bg_correction,
                          tf_correction, **extra)
 
@@ -395,7 +442,22 @@ def _prepare_system_matrix(reader: FieldReader, layout: Layout) -> dict[str, Any
     if not reader.is_group("/calibration"):
         raise reader.error("/calibration", "missing: not a calibration "
                                            "(system matrix) file")
-    return {"grid": _grid(reader)}
+    grid = _grid(reader)
+    num_voxels, num_fg = count_product(grid), int((~layout.background_mask).sum())
+    if not layout.sparse and num_voxels != num_fg:   # checked before any data is read
+        raise reader.error("/calibration/size", f"product {num_voxels} of {list(grid)} != "
+                                                f"{num_fg} foreground frames")
+    return {"grid": grid}
+
+
+def _single_precision(reader: FieldReader, data: np.ndarray,
+                      background: np.ndarray) -> np.ndarray:
+    """``background`` as complex64; MDFError if either array left the complex64 range
+    (float64 files processed in double precision can exceed 3.4e38)."""
+    background = background.astype(np.complex64, copy=False)
+    _require_finite(reader, "/measurement/data", "conversion to complex64 after "
+                    "processing", "values beyond the float32 range", data, background)
+    return background
 
 
 def _build_system_matrix(reader: FieldReader, layout: Layout, bins: np.ndarray,
@@ -404,7 +466,7 @@ def _build_system_matrix(reader: FieldReader, layout: Layout, bins: np.ndarray,
                          grid: tuple[int, int, int]) -> SystemMatrix:
     path = reader.path
     frames = _read_split(reader, layout, bins, positions, period)
-    num_voxels = int(np.prod(grid))
+    num_voxels = count_product(grid)
     if layout.sparse:
         _expand_sparse(reader, layout, frames, grid, positions, period)
     elif frames.foreground.shape[0] != num_voxels:
@@ -417,6 +479,8 @@ def _build_system_matrix(reader: FieldReader, layout: Layout, bins: np.ndarray,
     if bg_correction and not bg_done and background.shape[0]:
         foreground = subtract_system_matrix_background(
             foreground, background, frames.foreground_time, frames.background_time)
+        _require_finite(reader, "/measurement/data", "background correction",
+                        "overflow: values near the float32 limit?", foreground)
         bg_done = True
     foreground, background, tf, tf_done = _correct_tf(reader, layout, bins, positions,
                                                       tf_correction, foreground, background)
@@ -430,11 +494,12 @@ def _build_system_matrix(reader: FieldReader, layout: Layout, bins: np.ndarray,
     channels, freqs = foreground.shape[1:]
     nx, ny, nz = grid
     data = np.ascontiguousarray(np.moveaxis(foreground, 0, -1), dtype=np.complex64)
+    background = _single_precision(reader, data, background)
     return SystemMatrix(
         data=data.reshape(channels, freqs, nz, ny, nx),
         frequencies=layout.bin_frequencies(bins), grid=grid, fov=fov, center=center,
         snr=_snr(reader, layout, bins, positions, period),
-        background=background.astype(np.complex64) if background.shape[0] else None,
+        background=background if background.shape[0] else None,
         frequency_indices=bins, transfer_function=tf,
         is_background_corrected=bg_done, is_transfer_function_corrected=tf_done,
         metadata=metadata)
@@ -464,6 +529,9 @@ def _prepare_measurement(reader: FieldReader, layout: Layout) -> dict[str, Any]:
         raise reader.error("/measurement/isSparsityTransformed",
                            "sparsity-transformed data is a system matrix layout; "
                            "use load_system_matrix")
+    if layout.background_mask.all():   # checked before any data is read
+        raise reader.error("/measurement/isBackgroundFrame", "every frame is a background "
+                                                             "frame")
     return {}
 
 
@@ -480,6 +548,8 @@ def _build_measurement(reader: FieldReader, layout: Layout, bins: np.ndarray,
     if bg_correction and not bg_done:
         if background.shape[0]:
             foreground = subtract_mean_background(foreground, background)
+            _require_finite(reader, "/measurement/data", "background correction",
+                            "overflow: values near the float32 limit?", foreground)
             bg_done = True
         else:
             warnings.warn(f"{path}: no background frames; background correction skipped",
@@ -488,9 +558,11 @@ def _build_measurement(reader: FieldReader, layout: Layout, bins: np.ndarray,
                                                       tf_correction, foreground, background)
     num_averages = reader.integer("/acquisition/numAverages", 1)
     metadata = _model_metadata(reader, layout, frames, "measurement")
+    foreground = foreground.astype(np.complex64, copy=False)
+    background = _single_precision(reader, foreground, background)
     return Measurement(
-        data=foreground.astype(np.complex64), frequencies=layout.bin_frequencies(bins),
-        background=background.astype(np.complex64) if background.shape[0] else None,
+        data=foreground, frequencies=layout.bin_frequencies(bins),
+        background=background if background.shape[0] else None,
         frequency_indices=bins, transfer_function=tf,
         is_background_corrected=bg_done, is_transfer_function_corrected=tf_done,
         num_averages=num_averages, metadata=metadata)

@@ -10,6 +10,7 @@ import numpy as np
 from ..errors import MDFError
 from .layout import DATA, parse_layout
 from .reader import guard, open_mdf
+from .safety import require_regular_file
 
 __all__ = ["describe", "format_summary"]
 
@@ -22,9 +23,11 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
     ``frequencies`` (stored), ``frames``, ``background_frames``, ``periods``,
     ``layout`` (flag name -> bool), ``data_shape``, ``data_dtype``, ``grid``, ``fov_m``,
     ``center_m``, ``problem`` (why the measurement could not be interpreted, or None).
-    Missing values are None. Raises MDFError only if the file is not HDF5.
+    Missing values are None. Raises MDFError only if the file is not a regular file
+    or not HDF5 (FileNotFoundError if it does not exist).
     """
     path = os.fspath(path)
+    require_regular_file(path)   # before anything reads from it (FIFOs would block)
     info: dict[str, Any] = {"path": path, "size_bytes": os.path.getsize(path)}
     with open_mdf(path) as reader, guard(path):
         def safe(getter: Any, *args: Any) -> Any:

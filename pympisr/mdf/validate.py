@@ -7,21 +7,33 @@ names, inconsistent sizes (frames, channels, periods, K against V, calibration s
 against foreground frames, SNR and transfer-function shapes), bad flags, frame
 permutations and frequency selections, and NaN/Inf in the data. An empty list means
 the file is valid. The file is only read.
+
+So that a file ``validate`` accepts always loads, it also runs the real loader
+(:func:`~pympisr.mdf.load_system_matrix` when the file has ``/calibration``, else
+:func:`~pympisr.mdf.load_measurement`, with background correction) over every period
+and, in blocks of about 64 MiB, over every stored frequency, and reports the loader's
+:class:`~pympisr.errors.MDFError` if there is one: both share one set of checks and
+cannot drift apart (this reads the data about twice). Objects whose names are not
+UTF-8 (which the loaders skip) and soft or external links (which pympisr never follows)
+are reported too. A path that is not a regular file raises MDFError (as a missing file
+raises FileNotFoundError) instead of giving a list.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Callable
 
 import h5py
 import numpy as np
 
 from ..errors import MDFError
-from .layout import DATA, parse_layout
+from .layout import DATA, Layout, parse_layout
 from .quirks import LEGACY_NAMES, FieldReader
-from .reader import open_mdf
+from .reader import load_measurement, load_system_matrix, open_mdf
+from .safety import count_product, require_regular_file, storage_problem
 
 __all__ = ["validate"]
 
@@ -72,6 +84,7 @@ OPTIONAL: dict[str, str] = {
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                    r"[0-9a-fA-F]{12}$")
 _FINITE_BLOCK_BYTES = 64 << 20
+_LOAD_BLOCK_BYTES = 64 << 20
 _READ_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError,
                 AttributeError)
 
@@ -131,7 +144,7 @@ class _Checker:
             except MDFError as exc:
                 self.add(exc.field, exc.problem)
                 continue
-            problem = _type_problem(ds, kind)
+            problem = _type_problem(ds, kind) or storage_problem(ds)
             if problem:
                 self.add(name, problem)
             elif kind == BOOL:
@@ -215,6 +228,27 @@ def _check_measurement(chk: _Checker) -> None:
     _check_finite(chk, reader.dataset(DATA))
 
 
+def _links(reader: FieldReader) -> list[str]:
+    """Problems for every soft or external link: pympisr never follows links, so the
+    field they stand for counts as missing (external ones could point anywhere)."""
+    found = []
+    for name, obj in reader.objects.items():
+        if not isinstance(obj, h5py.Group):
+            continue
+        for key in obj.keys():
+            if not isinstance(key, str):
+                continue          # names that are not UTF-8: reported separately
+            link = obj.get(key, getlink=True)
+            field = f"{name.rstrip('/')}/{key}"
+            if isinstance(link, h5py.SoftLink):
+                found.append(f"{field}: soft link to {link.path}; pympisr does not follow "
+                             "links (the field counts as missing)")
+            elif isinstance(link, h5py.ExternalLink):
+                found.append(f"{field}: external link to {link.filename}:{link.path}; "
+                             "pympisr does not follow links (the field counts as missing)")
+    return found
+
+
 def _check_sparse(reader: FieldReader) -> None:
     ds = reader.dataset("/measurement/subsamplingIndices")
     if ds.dtype.kind not in "iu":
@@ -222,13 +256,80 @@ def _check_sparse(reader: FieldReader) -> None:
                                                                f"{ds.dtype}")
 
 
+def _load_plan(layout: Layout | None, reader: FieldReader) -> list[tuple[int, object]]:
+    """(period, frequencies) of the loads that together cover the file in ~64 MiB blocks.
+
+    ``frequencies`` None = all; a single load when the layout could not be parsed (the
+    loader then reports why) or the data is in the time domain (read whole anyway).
+    """
+    if layout is None or layout.time_domain:
+        return [(0, None)] if layout is None else [(j, None) for j in
+                                                   range(layout.num_periods)]
+    frames = layout.num_frames
+    if layout.sparse and reader.has("/calibration/size"):
+        try:
+            frames += count_product(reader.integers("/calibration/size"))
+        except MDFError:
+            pass
+    per_frequency = max(1, 16 * layout.num_channels * frames)
+    step = max(1, _LOAD_BLOCK_BYTES // per_frequency)
+    bins = layout.stored_bins()
+    blocks = [bins[start:start + step] for start in range(0, bins.size, step)]
+    return [(j, block) for j in range(layout.num_periods) for block in blocks]
+
+
+def _load_problems(path: str, calibration: bool, plan: list[tuple[int, object]]
+                   ) -> list[str]:
+    """The loader's refusal of ``path`` as ``["<field>: <problem>"]`` (empty = loads)."""
+    if calibration:
+        runs = [(load_system_matrix, {})]
+    else:   # the default (no background correction) and the background-corrected load
+        runs = [(load_measurement, {}), (load_measurement, {"bg_correction": True})]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for loader, kwargs in runs:
+                for period, frequencies in plan:
+                    loader(path, frequencies=frequencies, period=period, **kwargs)
+    except MDFError as exc:
+        return [f"{exc.field}: {exc.problem}"]
+    except (*_READ_ERRORS, MemoryError) as exc:
+        return [f"/: cannot be loaded ({type(exc).__name__}: {exc})"]
+    return []
+
+
+def _present(reader: FieldReader, name: str) -> bool:
+    """Whether ``name`` exists at all: object or (even dangling) link."""
+    try:
+        return reader.h5.get(name, getlink=True) is not None
+    except _READ_ERRORS:
+        return False
+
+
+def _safe_layout(reader: FieldReader) -> Layout | None:
+    try:
+        return parse_layout(reader)
+    except (MDFError, *_READ_ERRORS):
+        return None
+
+
 def validate(path: str | os.PathLike[str]) -> list[str]:
-    """Every way ``path`` departs from MDF v2; empty list = valid.
+    """Every way ``path`` departs from MDF v2 or would stop a load; empty list = valid.
 
     Each entry reads ``"<hdf5 field>: <problem>"``. A file that cannot be opened as
-    HDF5 gives a single entry for ``/``.
+    HDF5 gives a single entry for ``/``. Raises FileNotFoundError if ``path`` does not
+    exist and MDFError if it is not a regular file (FIFO, device, directory).
     """
     path = os.fspath(path)
+    require_regular_file(path)
+    found, load = _spec_problems(path)
+    if load is not None:
+        found += [p for p in _load_problems(path, *load) if p not in found]
+    return found
+
+
+def _spec_problems(path: str) -> tuple[list[str], tuple[bool, list] | None]:
+    """(problems, (calibration?, load plan) or None when there is no /measurement)."""
     try:
         with open_mdf(path) as reader:
             chk = _Checker(reader)
@@ -249,8 +350,15 @@ def validate(path: str | os.PathLike[str]) -> list[str]:
                 if reader.has(legacy) and not any(
                         p.startswith(legacy + ":") for p in chk.problems):
                     chk.add(legacy, "legacy field name (not part of MDF 2.1)")
-            return list(dict.fromkeys(chk.problems))
+            for name in reader.undecodable:
+                chk.add(name, "object name is not valid UTF-8; the loaders skip it")
+            chk.attempt(lambda: chk.problems.extend(_links(reader)))
+            load = None
+            if _present(reader, "/measurement"):
+                load = (_present(reader, "/calibration"),
+                        _load_plan(_safe_layout(reader), reader))
+            return list(dict.fromkeys(chk.problems)), load
     except MDFError as exc:
-        return [f"{exc.field}: {exc.problem}"]
+        return [f"{exc.field}: {exc.problem}"], None
     except _READ_ERRORS as exc:
-        return [f"/: unreadable ({type(exc).__name__}: {exc})"]
+        return [f"/: unreadable ({type(exc).__name__}: {exc})"], None

@@ -15,7 +15,14 @@ Field values come from, in increasing priority: defaults for every mandatory fie
 ``template`` (another MDF file), the object's ``metadata``, and the fields the object
 models explicitly; a partly filled ``/tracer`` group is completed with "n.a."/zero
 entries, and per-voxel calibration fields (positions, offsetFields) that no longer
-match the grid are dropped. Booleans are int8, strings variable-length UTF-8. Provenance goes to
+match the grid are dropped. Booleans are int8, strings variable-length UTF-8 (any ``str``
+is writable: characters UTF-8 cannot encode, such as the surrogates of undecodable
+file names, are written as backslash escapes). Metadata entries that are
+:class:`~pympisr.mdf.metadata.StoredDataset` references are copied from their source
+file with HDF5's object copy, or dropped with an :class:`~pympisr.errors.MDFWarning`
+if that fails. Without ``frequency_indices`` and without numSamplingPoints/bandwidth in
+the metadata, the receiver grid is inferred from the frequencies when they are integer
+multiples ``k * df`` (k >= 0) of one spacing (:func:`infer_frequency_indices`). Provenance goes to
 ``/_pympisr/version`` and ``/_pympisr/writtenAt`` (plus any ``/_pympisr/...`` entries of
 the metadata). Files are written atomically (:func:`pympisr.atomic.atomic_output`) and
 never replace an existing file unless ``overwrite=True``.
@@ -26,6 +33,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +41,15 @@ import h5py
 import numpy as np
 
 from ..atomic import atomic_output
-from ..errors import MDFError
+from ..errors import MDFError, MDFWarning
 from ..system_matrix import Measurement, SystemMatrix
-from .metadata import FRAME_PERMUTATION, collect_metadata, modelled_fields
+from .metadata import FRAME_PERMUTATION, StoredDataset, collect_metadata, modelled_fields
 from .quirks import is_boolean_field
 from .reader import open_mdf
+from .safety import MAX_SAMPLING_POINTS, data_outside_file, require_regular_file
 
-__all__ = ["MDF_VERSION", "save_measurement", "save_system_matrix"]
+__all__ = ["MDF_VERSION", "infer_frequency_indices", "save_measurement",
+           "save_system_matrix"]
 
 MDF_VERSION = "2.1.0"
 _CHUNK_BYTES = 1 << 20
@@ -85,23 +95,73 @@ def _defaults(is_simulation: bool) -> dict[str, Any]:
     }
 
 
+def _meta_number(meta: dict[str, Any], field: str) -> float | None:
+    """A positive finite scalar from the metadata, or None (missing, array, text...)."""
+    value = meta.get(field)
+    try:
+        arr = np.asarray(value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        return None
+    if arr.size != 1 or not np.isfinite(arr[0]) or arr[0] <= 0:
+        return None
+    return float(arr[0])
+
+
+def infer_frequency_indices(frequencies: np.ndarray, rtol: float = 1e-6,
+                            max_divisor: int = 64) -> np.ndarray | None:
+    """0-based rfft bins ``k`` with ``frequencies = k * df``, or None if there are none.
+
+    ``df`` is the largest spacing of which every frequency is a non-negative integer
+    multiple (within ``rtol``). Such a spacing divides the smallest positive gap ``g``
+    between the sorted distinct values of ``{0} | frequencies``, so ``df = g / m`` for
+    the smallest ``m`` in ``1..max_divisor`` that fits every frequency. Repeated or
+    negative frequencies, or ones that no such spacing fits, give None.
+    """
+    freqs = np.asarray(frequencies, dtype=np.float64).reshape(-1)
+    if freqs.size == 0 or not np.all(np.isfinite(freqs)) or np.any(freqs < 0):
+        return None
+    if np.unique(freqs).size != freqs.size or not np.any(freqs > 0):
+        return None
+    gaps = np.diff(np.unique(np.concatenate([[0.0], freqs])))
+    smallest_gap = float(gaps[gaps > 0].min())
+    for divisor in range(1, max_divisor + 1):
+        ratios = freqs / (smallest_gap / divisor)
+        bins = np.round(ratios)
+        if np.all(np.abs(ratios - bins) <= rtol * np.maximum(1.0, bins)):
+            return bins.astype(np.int64)
+    return None
+
+
+def _missing_grid_error(frequencies: np.ndarray) -> ValueError:
+    shown = ", ".join(f"{f:g}" for f in np.asarray(frequencies).reshape(-1)[:5])
+    return ValueError("cannot place the frequencies (" + shown + " ... Hz) in an rfft "
+                      "grid: they are not non-negative integer multiples of one spacing. "
+                      "Pass frequency_indices (0-based rfft bins) or give the metadata "
+                      "/acquisition/receiver/numSamplingPoints and bandwidth")
+
+
 def _receiver_grid(frequencies: np.ndarray, indices: np.ndarray | None,
                    meta: dict[str, Any]) -> tuple[int, float, np.ndarray]:
     """(V, bandwidth, 0-based bins) consistent with ``frequencies``.
 
     Uses ``numSamplingPoints``/``bandwidth`` from the metadata when they reproduce the
     frequencies; otherwise V = 2 (max bin) (or 2 (K - 1) for a full spectrum) and the
-    bandwidth from the bin spacing.
+    bandwidth from the bin spacing (bin k lies at ``k * 2 * bandwidth / V``). Without
+    indices and metadata the bins are inferred (:func:`infer_frequency_indices`).
     """
-    v_meta = meta.get("/acquisition/receiver/numSamplingPoints")
-    bw_meta = meta.get("/acquisition/receiver/bandwidth")
-    v_meta = int(np.asarray(v_meta).reshape(-1)[0]) if v_meta is not None else None
-    bw_meta = float(np.asarray(bw_meta).reshape(-1)[0]) if bw_meta is not None else None
+    v_meta = _meta_number(meta, "/acquisition/receiver/numSamplingPoints")
+    bw_meta = _meta_number(meta, "/acquisition/receiver/bandwidth")
+    if v_meta is not None and not (float(v_meta).is_integer() and
+                                   v_meta <= MAX_SAMPLING_POINTS):
+        v_meta = None   # not a usable sample count: ignored, the grid is derived instead
+    v_meta = int(v_meta) if v_meta is not None else None
     if indices is None:
-        if not (v_meta and bw_meta):
-            raise ValueError("frequency_indices are needed when the metadata has no "
-                             "/acquisition/receiver/numSamplingPoints and bandwidth")
-        indices = np.round(frequencies / (2 * bw_meta / v_meta)).astype(np.int64)
+        if v_meta and bw_meta:
+            indices = np.round(frequencies / (2 * bw_meta / v_meta)).astype(np.int64)
+        else:
+            indices = infer_frequency_indices(frequencies)
+            if indices is None:
+                raise _missing_grid_error(frequencies)
     bins = np.asarray(indices, dtype=np.int64)
     if v_meta and bw_meta and bins.max() <= v_meta // 2 and np.allclose(
             bins * (2 * bw_meta / v_meta), frequencies, rtol=1e-6, atol=1e-6):
@@ -114,21 +174,32 @@ def _receiver_grid(frequencies: np.ndarray, indices: np.ndarray | None,
     return num_samples, spacing * num_samples / 2, bins
 
 
+def writable_text(value: str | bytes) -> str:
+    """``value`` as a str that UTF-8 can encode: bytes are decoded (undecodable bytes
+    replaced), characters UTF-8 cannot encode (lone surrogates, e.g. from
+    ``os.fsdecode`` of a non-UTF-8 path) become backslash escapes."""
+    if isinstance(value, (bytes, np.bytes_)):
+        return bytes(value).decode("utf-8", "replace")
+    text = str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def _as_storable(field: str, value: Any) -> tuple[Any, Any]:
     """(data, dtype) for h5py; strings variable-length UTF-8, flags int8."""
     if isinstance(value, h5py.Empty):
         return value, None
     if isinstance(value, (str, bytes)):
-        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-        return text, h5py.string_dtype()
+        return writable_text(value), h5py.string_dtype()
     arr = np.asarray(value)
     if arr.dtype.kind in "OUS":
         out = np.empty(arr.shape, dtype=object)
         for index, item in np.ndenumerate(arr):
-            if isinstance(item, (bytes, np.bytes_)):
-                out[index] = bytes(item).decode("utf-8", "replace")
-            elif isinstance(item, str):
-                out[index] = item
+            if isinstance(item, (bytes, np.bytes_, str)):
+                out[index] = writable_text(item)
             else:
                 raise TypeError(f"cannot store a {type(item).__name__} in MDF")
         return out, h5py.string_dtype()
@@ -143,13 +214,37 @@ def _as_storable(field: str, value: Any) -> tuple[Any, Any]:
     return arr, None
 
 
+def _copy_stored(h5: h5py.File, field: str, ref: StoredDataset, path: str) -> None:
+    """Copy a referenced dataset from its source file (HDF5 object copy, no detour
+    through memory); MDFWarning and nothing written if that is impossible."""
+    try:
+        require_regular_file(ref.source)
+        with h5py.File(ref.source, "r", locking=False) as src:
+            obj = src.get(ref.name)
+            if not isinstance(obj, h5py.Dataset):
+                raise KeyError(f"{ref.name} is no longer a dataset there")
+            outside = data_outside_file(obj)
+            if outside:
+                raise ValueError(outside)
+            parent, _, name = field.rpartition("/")
+            src.copy(obj, h5.require_group(parent or "/"), name=name)
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, MDFError) as exc:
+        warnings.warn(f"{path}: {field}: large metadata dataset not copied from "
+                      f"{ref.source} ({exc}); left out", MDFWarning, stacklevel=5)
+
+
 def _write_fields(h5: h5py.File, fields: dict[str, Any], path: str) -> None:
-    for field in sorted(fields):
+    for field in sorted(fields, key=writable_text):
+        value = fields[field]
+        name = writable_text(field)
+        if isinstance(value, StoredDataset):
+            _copy_stored(h5, name, value, path)
+            continue
         try:
-            data, dtype = _as_storable(field, fields[field])
-            h5.create_dataset(field, data=data, dtype=dtype)
+            data, dtype = _as_storable(name, value)
+            h5.create_dataset(name, data=data, dtype=dtype)
         except (TypeError, ValueError, OSError) as exc:
-            raise MDFError(path, field, f"cannot write value ({exc})") from None
+            raise MDFError(path, name, f"cannot write value ({exc})") from None
 
 
 def _complete_tracer(meta: dict[str, Any]) -> None:
@@ -226,7 +321,7 @@ def _receiver_fields(meta: dict[str, Any], frequencies: np.ndarray,
                      ) -> tuple[dict[str, Any], np.ndarray | None]:
     """Receiver fields and the 0-based frequency selection (None = full spectrum)."""
     num_samples, bandwidth, bins = _receiver_grid(frequencies, indices, meta)
-    full = np.array_equal(bins, np.arange(num_samples // 2 + 1))
+    full = bins.size == num_samples // 2 + 1 and np.array_equal(bins, np.arange(bins.size))
     fields: dict[str, Any] = {
         "/acquisition/receiver/numChannels": np.int64(num_channels),
         "/acquisition/receiver/numSamplingPoints": np.int64(num_samples),
@@ -303,7 +398,8 @@ def save_system_matrix(sm: SystemMatrix, path: str | os.PathLike[str], *,
     num_frames = num_voxels + num_bg
     for per_voxel in ("/calibration/positions", "/calibration/offsetFields"):
         value = meta.get(per_voxel)   # (O, 3): stale once the grid has changed
-        if value is not None and np.asarray(value).shape[:1] != (num_voxels,):
+        shape = value.shape if isinstance(value, StoredDataset) else np.shape(value)
+        if value is not None and tuple(shape[:1]) != (num_voxels,):
             del meta[per_voxel]
     perm = _frame_permutation(meta, num_frames)
     if perm is None:

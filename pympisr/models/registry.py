@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from ..errors import UnknownArchitectureError
+
 __all__ = ["ModelSpec", "available_models", "build_model", "model_spec", "register"]
 
 T = TypeVar("T", bound=Callable[..., Any])
@@ -66,13 +68,20 @@ def _ensure_builtin_models() -> None:
 
 
 def model_spec(name: str) -> ModelSpec:
-    """The :class:`ModelSpec` registered under ``name`` (KeyError lists known names)."""
+    """The :class:`ModelSpec` registered under ``name``.
+
+    Raises
+    ------
+    UnknownArchitectureError
+        No such name (a :class:`~pympisr.errors.ModelNotFoundError` and a KeyError); the
+        message lists the known names.
+    """
     _ensure_builtin_models()
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown model {name!r}; available: {', '.join(available_models())}") \
-            from None
+        raise UnknownArchitectureError(f"unknown model {name!r}; available: "
+                                       f"{', '.join(available_models())}") from None
 
 
 def build_model(name: str, **opts: Any) -> Any:

@@ -13,16 +13,20 @@ Rows come in MPIReco's order: all kept frequencies of the first selected channel
 ascending frequency order, then those of the next channel, and so on (Julia's
 column-major ``vec`` of the ``(frequency, channel)`` mask).
 
-Differences from MPIFiles: channels are 0-based here (as everywhere in pympisr) and an
-out-of-range channel is an error instead of being dropped silently.
+Differences from MPIFiles: channels are 0-based here (as everywhere in pympisr); an
+out-of-range or repeated channel, a NaN threshold or band limit, and non-finite
+frequencies (e.g. from an absurd receiver bandwidth in the file) are errors
+(:class:`~pympisr.errors.InvalidInputError`) instead of being dropped or ignored silently.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import numpy as np
 
+from ..errors import InvalidInputError
 from ..system_matrix import SystemMatrix
 
 __all__ = ["select_frequencies"]
@@ -33,12 +37,28 @@ def _channels(rec_channels: Iterable[int] | int | None, num_channels: int) -> np
         return np.arange(num_channels, dtype=np.int64)
     chans = np.atleast_1d(np.asarray(rec_channels)).reshape(-1)
     if chans.size == 0 or chans.dtype.kind not in "iu":
-        raise ValueError(f"rec_channels must be 0-based channel integers, got {rec_channels!r}")
+        raise InvalidInputError(f"rec_channels must be 0-based channel integers, got "
+                                f"{rec_channels!r}")
     bad = chans[(chans < 0) | (chans >= num_channels)]
     if bad.size:
-        raise ValueError(f"rec_channels {bad.tolist()} outside 0..{num_channels - 1} "
-                         "(channels are 0-based)")
-    return np.unique(chans).astype(np.int64)
+        raise InvalidInputError(f"rec_channels {bad.tolist()} outside 0..{num_channels - 1} "
+                                "(channels are 0-based)")
+    unique, counts = np.unique(chans, return_counts=True)
+    if np.any(counts > 1):
+        raise InvalidInputError(f"rec_channels {unique[counts > 1].tolist()} given more "
+                                "than once")
+    return unique.astype(np.int64)
+
+
+def _check_number(value: float | None, name: str) -> None:
+    if value is None:
+        return
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{name} must be a number, got {value!r}") from None
+    if math.isnan(number):
+        raise InvalidInputError(f"{name} must be a number, got NaN")
 
 
 def select_frequencies(sm_or_snr: SystemMatrix | np.ndarray | None,
@@ -72,6 +92,9 @@ def select_frequencies(sm_or_snr: SystemMatrix | np.ndarray | None,
     the system matrix (``SystemMatrix.matrix(rows)`` gives the matching ``(M, N)``
     rows).
     """
+    _check_number(snr_thresh, "snr_thresh")
+    _check_number(min_freq, "min_freq")
+    _check_number(max_freq, "max_freq")
     if isinstance(sm_or_snr, SystemMatrix):
         snr = sm_or_snr.snr
         freqs = sm_or_snr.frequencies
@@ -87,6 +110,12 @@ def select_frequencies(sm_or_snr: SystemMatrix | np.ndarray | None,
             num_channels = snr.shape[0]
         elif num_channels is None:
             raise ValueError("num_channels is required when no SNR is given")
+    if not np.all(np.isfinite(freqs)):
+        bad = np.flatnonzero(~np.isfinite(freqs))
+        raise InvalidInputError(
+            f"{bad.size} of {freqs.size} frequencies are not finite (first at position "
+            f"{int(bad[0])}: {freqs[bad[0]]}); check the receiver bandwidth "
+            "(/acquisition/receiver/bandwidth) of the system matrix")
     mask = np.ones((int(num_channels), freqs.size), dtype=bool)
     if min_freq > 0:
         mask &= freqs[None, :] >= min_freq
@@ -94,8 +123,8 @@ def select_frequencies(sm_or_snr: SystemMatrix | np.ndarray | None,
         mask &= freqs[None, :] <= max_freq
     if snr_thresh > 0:
         if snr is None:
-            raise ValueError(f"snr_thresh={snr_thresh} needs SNR values, but the system "
-                             "matrix has none (/calibration/snr missing)")
+            raise InvalidInputError(f"snr_thresh={snr_thresh} needs SNR values, but the "
+                                    "system matrix has none (/calibration/snr missing)")
         with np.errstate(invalid="ignore"):
             mask &= np.asarray(snr) >= snr_thresh
     chans = _channels(rec_channels, int(num_channels))

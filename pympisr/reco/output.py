@@ -99,10 +99,8 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
 def write_png(image: np.ndarray, path: str | os.PathLike[str], *,
               overwrite: bool = False, title: str | None = None) -> Path:
     """Central slices of frame 0 of ``image`` ``(F, Nz, Ny, Nx)`` as a PNG (y up)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     vol = np.asarray(image, dtype=np.float32)[0]
     nz, ny, nx = vol.shape
@@ -113,7 +111,10 @@ def write_png(image: np.ndarray, path: str | os.PathLike[str], *,
                   (f"xz (y={ny // 2})", vol[:, ny // 2, :]),
                   (f"yz (x={nx // 2})", vol[:, :, nx // 2])]
     vmax = max(float(vol.max()), 1e-30)
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), squeeze=False)
+    # object API with the Agg canvas: no pyplot, no global backend change
+    fig = Figure(figsize=(3.2 * len(panels), 3.2))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (label, img) in zip(axes[0], panels):
         shown = ax.imshow(img, origin="lower", cmap="gray", vmin=0.0, vmax=vmax,
                           interpolation="nearest")
@@ -124,9 +125,6 @@ def write_png(image: np.ndarray, path: str | os.PathLike[str], *,
     if title:
         fig.suptitle(title)
     target = Path(path)
-    try:
-        with atomic_output(target, overwrite=overwrite) as tmp:
-            fig.savefig(tmp, format="png", dpi=100)
-    finally:
-        plt.close(fig)
+    with atomic_output(target, overwrite=overwrite) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
     return target

@@ -1,44 +1,60 @@
 """Restore measured system matrices with an ONNX model: in memory and MDF to MDF.
 
-``restore_system_matrix(sm)`` returns a new :class:`~pympisr.SystemMatrix` whose
-selected frequency components (all by default, or those with calibration SNR >=
-``snr_thresh``) were passed through the model, component by component in batches;
+``restore_system_matrix(sm)`` returns a new :class:`~pympisr.SystemMatrix`:
+
+1. the noise level of every component comes from the file (background frames, else
+   ``/calibration/snr``, else a blind estimate; :mod:`.noise_level`);
+2. the selected components (all by default, or those with calibration SNR >=
+   ``snr_thresh``) go through the model of the task (:mod:`pympisr.tasks`), with the
+   noise level as input where the model takes one;
+3. the safety step (:mod:`.safety`) makes the result never worse than the measurement:
+   SURE-optimal combination with the measurement and the classical baseline
+   (denoising), and projection onto the data-consistent set for every task;
+4. super-resolution tasks return the SM on the output grid with the matching FOV.
+
 ``restore(path)`` loads an MDF file, does the same and writes a new MDF file next to it
-(never the input itself) with provenance under ``/_pympisr/restoration/``.
+(never the input itself) with provenance under ``/_pympisr/restoration/``: the model
+and how it was verified, the noise source and level, and per component the action
+taken (:data:`.safety.ACTIONS`), the weights and the residual-to-noise ratio.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..errors import InvalidInputError, RestorationError
 from ..system_matrix import SystemMatrix
+from ..tasks import TASKS, Task, get_task
+from .noise_level import NoiseLevel, component_noise
 from .runtime import OnnxRestorer
+from .safety import ACTIONS, SafetyOptions, SafetyRecord, consistency_step, sure_combination
 
-__all__ = ["TASKS", "default_output_path", "restore", "restore_system_matrix"]
+__all__ = ["PROVENANCE", "TASKS", "default_output_path", "restore", "restore_system_matrix"]
 
-TASKS = ("denoise",)
 PROVENANCE = "/_pympisr/restoration"
 
 
 def _restorer(model: str | os.PathLike[str] | OnnxRestorer | None, task: str,
-              dims: int) -> OnnxRestorer:
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+              dims: int, trust: bool) -> OnnxRestorer:
+    get_task(task)  # UnknownTaskError for a bad name
     if isinstance(model, OnnxRestorer):
         restorer = model
     else:
         from ..model_zoo import resolve_model
-        restorer = OnnxRestorer(resolve_model(model, task=task, dims=dims))
+        restorer = OnnxRestorer(resolve_model(model, task=task, dims=dims, trust=trust),
+                                trust=trust)
     if restorer.task != task:
-        raise ValueError(f"model {restorer.name} is a {restorer.task!r} model, not {task!r}")
+        raise InvalidInputError(f"model {restorer.name} is a {restorer.task!r} model, not {task!r}")
     if restorer.dims != dims:
-        raise ValueError(f"model {restorer.name} is for {restorer.dims}D components; the "
+        raise InvalidInputError(f"model {restorer.name} is for {restorer.dims}D components; the "
                          f"system matrix is {dims}D")
     return restorer
 
@@ -47,67 +63,229 @@ def _selection(sm: SystemMatrix, snr_thresh: float | None) -> np.ndarray:
     """bool ``(C, K)``: components to restore."""
     if snr_thresh is None:
         return np.ones(sm.data.shape[:2], dtype=bool)
+    if not np.isfinite(snr_thresh):
+        raise InvalidInputError(f"snr_thresh must be a finite number, got {snr_thresh!r}")
     if sm.snr is None:
-        raise ValueError("snr_thresh needs the calibration SNR (/calibration/snr), which "
+        raise InvalidInputError("snr_thresh needs the calibration SNR (/calibration/snr), which "
                          "this system matrix does not have")
     return np.asarray(sm.snr) >= snr_thresh
 
 
+def _grid_mask(mask: Any, sm: SystemMatrix) -> np.ndarray:
+    """The inpainting mask as bool ``(Nz, Ny, Nx)`` (True = valid sample)."""
+    if isinstance(mask, (str, os.PathLike)):
+        path = Path(mask)
+        if path.suffix != ".npy":
+            raise InvalidInputError(f"{path}: a mask file must be a .npy array (bool over the grid)")
+        mask = np.load(path, allow_pickle=False)
+    arr = np.asarray(mask)
+    shape = sm.data.shape[2:]
+    if arr.shape == shape[1:] and sm.dims == 2:
+        arr = arr[None]
+    if arr.shape != shape:
+        raise InvalidInputError(f"mask of shape {arr.shape} does not match the grid (Nz, Ny, Nx) = "
+                         f"{shape}")
+    if arr.dtype != bool and not np.isin(arr, (0, 1)).all():
+        raise InvalidInputError("mask must be boolean (True = valid calibration position)")
+    return arr.astype(bool)
+
+
+class _Restoration:
+    """One restoration run: the model, task, noise and safety options (internal)."""
+
+    def __init__(self, restorer: OnnxRestorer, task: Task, safety: SafetyOptions | None,
+                 seed: int) -> None:
+        self.restorer, self.task, self.safety = restorer, task, safety
+        self.rng = np.random.default_rng(seed)
+
+    def denoise(self, y: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                 np.ndarray, np.ndarray]:
+        """Returns ``x``, action codes, network and baseline weights (all ``(B, ...)``)."""
+        if self.safety is None:
+            out = self.restorer(y, sigma=sigma)
+            ones = np.ones(y.shape[0])
+            return out, np.full(y.shape[0], ACTIONS.index("restored")), ones, 0 * ones
+        from ..baselines.dct import dct_denoise, dct_divergence
+
+        dims = y.ndim - 1
+        peak = np.abs(y).reshape(y.shape[0], -1).max(axis=1)
+        relative = np.where(peak > 0, sigma / np.where(peak > 0, peak, 1), np.inf)
+        use_net = relative >= self.safety.network_floor
+        x = np.empty_like(y)
+        a, b = np.zeros(y.shape[0]), np.zeros(y.shape[0])
+        for group, with_net in ((use_net, True), (~use_net, False)):
+            if not group.any():
+                continue
+            sig = sigma[group]
+
+            def network(z: np.ndarray, sig: np.ndarray = sig) -> np.ndarray:
+                return self.restorer(z, sigma=np.resize(sig, z.shape[0]))
+
+            def baseline(z: np.ndarray, sig: np.ndarray = sig) -> tuple[np.ndarray, np.ndarray]:
+                return (dct_denoise(z, sig, dims=dims), dct_divergence(z, sig, dims=dims))
+
+            x[group], a[group], b[group] = sure_combination(
+                y[group], sig, dims, network if with_net else None,
+                baseline if self.safety.use_baseline else None, self.safety, self.rng)
+        codes = np.full(y.shape[0], ACTIONS.index("blended"))
+        codes[a >= 0.95] = ACTIONS.index("restored")
+        codes[b >= 0.95] = ACTIONS.index("baseline")
+        codes[a + b < 0.05] = ACTIONS.index("kept")
+        return x, codes, a, b
+
+    def __call__(self, y: np.ndarray, sigma: np.ndarray, mask: np.ndarray | None
+                 ) -> tuple[np.ndarray, SafetyRecord]:
+        """Restore a batch ``y`` complex ``(B, *grid)`` with noise ``sigma`` ``(B,)``."""
+        batch = y.shape[0]
+        masks = None if mask is None else np.broadcast_to(mask, y.shape)
+        if self.task.name == "denoise":
+            x, codes, a, b = self.denoise(y, sigma)
+        else:
+            x = self.restorer(y, mask=masks, sigma=sigma)
+            codes = np.full(batch, ACTIONS.index("restored"))
+            a, b = np.ones(batch), np.zeros(batch)
+        ratio = np.full(batch, np.nan)
+        if self.safety is not None:
+            op = self.task.operator(x.shape[1:], masks)
+            measured = y if masks is None else y * masks
+            x, projected, ratio = consistency_step(x, measured, sigma, op, self.safety)
+            peak = np.abs(y).reshape(batch, -1).max(axis=1)
+            kept = sigma < self.safety.keep_below * peak
+            codes = np.where(projected & ~kept, ACTIONS.index("projected"), codes)
+            codes = np.where(kept, ACTIONS.index("kept"), codes)
+        return x, SafetyRecord(codes.astype(np.int8), a, b, ratio)
+
+
 def restore_system_matrix(sm: SystemMatrix, *, task: str = "denoise",
                           model: str | os.PathLike[str] | OnnxRestorer | None = None,
-                          snr_thresh: float | None = None,
-                          progress: bool = True) -> SystemMatrix:
-    """Restore the components of ``sm`` in memory.
+                          noise: float | np.ndarray | None = None, noise_source: str = "auto",
+                          mask: Any = None, snr_thresh: float | None = None,
+                          safety: SafetyOptions | None = SafetyOptions(), trust: bool = False,
+                          seed: int = 0, progress: bool = True) -> SystemMatrix:
+    """Restore the components of ``sm`` in memory (module docstring).
 
     Parameters
     ----------
     sm:
         System matrix, data complex64 ``(C, K, Nz, Ny, Nx)``.
     task:
-        Restoration task; only ``"denoise"`` is available so far.
+        One of :data:`pympisr.tasks.TASKS`.
     model:
         Manifest name, ``.onnx`` path, an :class:`OnnxRestorer`, or None for the
         manifest's default model for the task and ``sm.dims``.
+    noise:
+        Per-part noise std of each component in the units of ``sm.data`` (scalar or
+        ``(C, K)``); None: from the file (:func:`.noise_level.component_noise`).
+    noise_source:
+        ``"auto"``, ``"background"``, ``"snr"`` or ``"blind"`` when ``noise`` is None.
+    mask:
+        Inpainting only: bool over the grid ``(Nz, Ny, Nx)`` (or ``(Ny, Nx)`` in 2D), or
+        a ``.npy`` file of it; True = valid calibration position.
     snr_thresh:
-        Restore only components with ``sm.snr >= snr_thresh`` (others are copied).
+        Restore only components with ``sm.snr >= snr_thresh``; the others are copied
+        (or, when the task changes the grid, filled by the task's classical baseline).
+    safety:
+        :class:`SafetyOptions`, or None to return the raw network output (for studies;
+        the result may then be worse than the input).
+    trust:
+        Run a model file that no manifest or sha256 sidecar vouches for.
+    seed:
+        Seed of the Monte-Carlo SURE probes (results are reproducible).
     progress:
         Show a tqdm bar over batches.
 
     Returns
     -------
     A new SystemMatrix (``sm`` is not modified) whose metadata records the restoration
-    under ``/_pympisr/restoration/`` (model, sha256, task, selection, date).
+    under ``/_pympisr/restoration/``.
     """
-    restorer = _restorer(model, task, sm.dims)
+    restorer = _restorer(model, task, sm.dims, trust)
+    task_obj = get_task(task, sm.dims, restorer.scale_factor)
+    if task_obj.needs_mask != (mask is not None):
+        raise InvalidInputError(f"task {task!r} " + ("needs a mask (True = valid position)"
+                                              if task_obj.needs_mask else "takes no mask"))
+    grid_mask = None if mask is None else _grid_mask(mask, sm)
+    level: NoiseLevel = component_noise(sm, noise, source=noise_source)
     selected = _selection(sm, snr_thresh)
-    channels, freqs = np.nonzero(selected)
-    data = sm.data.copy()
+    c_count, k_count = sm.data.shape[:2]
     squeeze = sm.dims == 2
+    spatial_in = sm.data.shape[3:] if squeeze else sm.data.shape[2:]
+    spatial_out = task_obj.output_grid(spatial_in)
+    out_grid, out_fov, out_center = task_obj.output_geometry(sm.grid, sm.fov, sm.center)
+    data = np.empty((c_count, k_count, *(((1,) if squeeze else ()) + spatial_out)),
+                    dtype=np.complex64)
+    record = SafetyRecord(np.zeros((c_count, k_count), np.int8), np.zeros((c_count, k_count)),
+                          np.zeros((c_count, k_count)), np.full((c_count, k_count), np.nan))
+    run = _Restoration(restorer, task_obj, safety, seed)
+    comp_mask = None if grid_mask is None else (grid_mask[0] if squeeze else grid_mask)
     batch = restorer.batch_size
-    with tqdm(total=channels.size, disable=not progress, unit="comp",
-              desc=f"restoring with {restorer.name}") as bar:
-        for start in range(0, channels.size, batch):
-            c, k = channels[start:start + batch], freqs[start:start + batch]
-            comps = sm.data[c, k]                               # (b, Nz, Ny, Nx)
-            out = restorer(comps[:, 0] if squeeze else comps)
-            data[c, k] = out[:, None] if squeeze else out
-            bar.update(c.size)
+    with tqdm(total=c_count * k_count, disable=not progress, unit="comp",
+              desc=f"{task} with {restorer.name}") as bar:
+        for ch in range(c_count):
+            for start in range(0, k_count, batch):
+                ks = np.arange(start, min(k_count, start + batch))
+                comps = sm.data[ch, ks][:, 0] if squeeze else sm.data[ch, ks]
+                sigma = level.std[ch, ks]
+                chosen = selected[ch, ks]
+                out = np.empty((ks.size, *spatial_out), dtype=np.complex64)
+                if chosen.any():
+                    x, rec = run(comps[chosen], sigma[chosen], comp_mask)
+                    out[chosen] = x
+                    for name in ("action", "network_weight", "baseline_weight",
+                                 "residual_ratio"):
+                        getattr(record, name)[ch, ks[chosen]] = getattr(rec, name)
+                if (~chosen).any():
+                    out[~chosen] = (comps[~chosen] if spatial_out == spatial_in else
+                                    task_obj.baseline(comps[~chosen], sigma[~chosen],
+                                                      comp_mask))
+                data[ch, ks] = out[:, None] if squeeze else out
+                bar.update(ks.size)
+    if not np.all(np.isfinite(data)):
+        raise RestorationError(f"restoration with {restorer.name} produced non-finite "
+                                 "values")
+    metadata = _provenance(sm.metadata, restorer, task_obj, level, selected, record,
+                           safety, snr_thresh, grid_mask)
+    if out_grid != sm.grid:
+        metadata = {key: value for key, value in metadata.items()
+                    if key != "/calibration/positions"}
+    return sm.replace(data=data, grid=out_grid, fov=out_fov, center=out_center,
+                      metadata=metadata)
+
+
+def _provenance(metadata: dict[str, Any], restorer: OnnxRestorer, task: Task,
+                level: NoiseLevel, selected: np.ndarray, record: SafetyRecord,
+                safety: SafetyOptions | None, snr_thresh: float | None,
+                grid_mask: np.ndarray | None) -> dict[str, Any]:
     from .. import __version__
+
     info = restorer.describe()
-    metadata = dict(sm.metadata)
-    metadata.update({
-        f"{PROVENANCE}/task": task,
+    out = dict(metadata)
+    codes = np.where(selected, record.action, ACTIONS.index("copied")).astype(np.int8)
+    out.update({
+        f"{PROVENANCE}/task": task.name,
+        f"{PROVENANCE}/scaleFactor": task.scale_factor,
         f"{PROVENANCE}/model": info["name"],
         f"{PROVENANCE}/modelFile": info["file"],
         f"{PROVENANCE}/modelSha256": info["sha256"],
+        f"{PROVENANCE}/modelVerification": info.get("verification", ""),
         f"{PROVENANCE}/architecture": info["architecture"],
         f"{PROVENANCE}/pympisrVersion": __version__,
         f"{PROVENANCE}/date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         f"{PROVENANCE}/snrThreshold": float("nan") if snr_thresh is None else float(snr_thresh),
         f"{PROVENANCE}/restoredComponents": selected.astype(np.int8),
         f"{PROVENANCE}/numRestored": int(selected.sum()),
+        f"{PROVENANCE}/noiseSource": level.source,
+        f"{PROVENANCE}/noiseStd": level.std.astype(np.float32),
+        f"{PROVENANCE}/safety": "none" if safety is None else json.dumps(asdict(safety)),
+        f"{PROVENANCE}/action": codes,
+        f"{PROVENANCE}/actionNames": json.dumps(list(ACTIONS)),
+        f"{PROVENANCE}/networkWeight": record.network_weight.astype(np.float32),
+        f"{PROVENANCE}/baselineWeight": record.baseline_weight.astype(np.float32),
+        f"{PROVENANCE}/residualRatio": record.residual_ratio.astype(np.float32),
     })
-    return sm.replace(data=data, metadata=metadata)
+    if grid_mask is not None:
+        out[f"{PROVENANCE}/mask"] = grid_mask.astype(np.int8)
+    return out
 
 
 def default_output_path(path: str | os.PathLike[str]) -> Path:
@@ -119,19 +297,21 @@ def default_output_path(path: str | os.PathLike[str]) -> Path:
 def restore(path: str | os.PathLike[str], *, task: str = "denoise",
             model: str | os.PathLike[str] | None = None,
             out: str | os.PathLike[str] | None = None, snr_thresh: float | None = None,
-            overwrite: bool = False, progress: bool = True) -> Path:
+            noise: float | np.ndarray | None = None, noise_source: str = "auto",
+            mask: Any = None, safety: SafetyOptions | None = SafetyOptions(),
+            trust: bool = False, overwrite: bool = False, progress: bool = True) -> Path:
     """Restore the system matrix in the MDF file ``path`` into a new MDF file.
 
     The data is loaded background corrected (MPIFiles' rule) and without transfer-
     function correction (the model is invariant to a per-component complex factor), the
-    selected components are restored (:func:`restore_system_matrix`), and the result is
-    written with ``path`` as metadata template. The input file is only read.
+    components are restored (:func:`restore_system_matrix`), and the result is written
+    with ``path`` as metadata template. The input file is only read.
 
     Parameters
     ----------
     path:
-        Input calibration MDF file.
-    task, model, snr_thresh:
+        Input calibration MDF file (a regular file).
+    task, model, snr_thresh, noise, noise_source, mask, safety, trust:
         As in :func:`restore_system_matrix`.
     out:
         Output file; default :func:`default_output_path`. Must differ from ``path``.
@@ -146,26 +326,33 @@ def restore(path: str | os.PathLike[str], *, task: str = "denoise",
     ------
     FileExistsError
         ``out`` exists and ``overwrite`` is False (checked before any work).
-    ValueError
-        ``out`` is the input file.
+    InvalidInputError
+        ``out`` is the input file or empty, or another argument is invalid.
+    OutputPathError
+        ``out`` cannot be created (its folder is a file or not writable).
     """
+    from ..atomic import check_output_path
+    from ..mdf import require_regular_file
     from ..mdf.reader import load_system_matrix
     from ..mdf.writer import save_system_matrix
 
-    src = Path(path)
-    if not src.is_file():
-        raise FileNotFoundError(f"{src}: no such file")
-    target = Path(out) if out is not None else default_output_path(src)
+    src = require_regular_file(path)
+    if out is not None and not os.fspath(out):
+        raise InvalidInputError("the output path is empty")
+    target = check_output_path(out if out is not None else default_output_path(src))
     if target.exists() and target.samefile(src):
-        raise ValueError(f"{target}: refusing to write the restored system matrix over "
+        raise InvalidInputError(f"{target}: refusing to write the restored system matrix over "
                          "its input file")
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target}: exists; pass overwrite=True (--overwrite) to "
                               "replace it")
     sm = load_system_matrix(src, bg_correction=True, tf_correction=False)
     restored = restore_system_matrix(sm, task=task, model=model, snr_thresh=snr_thresh,
-                                     progress=progress)
+                                     noise=noise, noise_source=noise_source, mask=mask,
+                                     safety=safety, trust=trust, progress=progress)
     metadata: dict[str, Any] = dict(restored.metadata)
-    metadata[f"{PROVENANCE}/source"] = str(src.resolve())
+    # a path that is not valid UTF-8 is stored with its undecodable bytes escaped
+    metadata[f"{PROVENANCE}/source"] = os.fsencode(src.resolve()).decode(
+        "utf-8", errors="backslashreplace")
     return save_system_matrix(restored.replace(metadata=metadata), target, template=src,
                               overwrite=overwrite)

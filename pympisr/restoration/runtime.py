@@ -10,6 +10,7 @@ batches, and joins the result back.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterator
@@ -18,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ..model_zoo import ResolvedModel, resolve_model, verify_model
+from ..errors import ModelLoadError
+from ..model_zoo import ResolvedModel, resolve_model, sha256_file, verify_model
 
 __all__ = ["OnnxRestorer", "default_threads"]
 
@@ -32,6 +34,15 @@ def default_threads() -> int:
     return max(1, min(available, 8))
 
 
+def _onnxruntime_errors() -> tuple[type[BaseException], ...]:
+    """The exception types onnxruntime raises for files it cannot load as a model."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    names = ("InvalidProtobuf", "Fail", "InvalidGraph", "InvalidArgument", "NoSuchFile",
+             "NotImplemented", "RuntimeException")
+    return tuple(getattr(state, n) for n in names if isinstance(getattr(state, n, None), type))
+
+
 class OnnxRestorer:
     """An ONNX restoration model ready to run.
 
@@ -40,16 +51,25 @@ class OnnxRestorer:
     model:
         Name in ``onnx_models/manifest.json`` or path to an ``.onnx`` file. A listed
         model's sha256 is checked before it is loaded (:class:`ModelIntegrityError` on a
-        mismatch).
+        mismatch), as is an unlisted file's sha256 sidecar ``<model>.onnx.sha256``.
+        An unlisted file without sidecar is refused (:class:`UntrustedModelError`)
+        unless ``trust`` is True. A corrupt or non-ONNX file raises
+        :class:`ModelLoadError`.
     threads:
         onnxruntime intra-op threads (default :func:`default_threads`).
     batch_size:
         Components per onnxruntime call.
+    trust:
+        Run an unlisted model without sidecar (the user vouches for it).
 
     Attributes
     ----------
     path, entry:
         Model file and its manifest entry (None if unlisted).
+    verification:
+        How the file was verified: ``"manifest"``, ``"sidecar"`` or ``"trusted by user"``.
+    sha256:
+        The model file's sha256.
     metadata:
         The model's ``metadata_props`` (strings).
     task, dims, scale_factor:
@@ -57,13 +77,19 @@ class OnnxRestorer:
     """
 
     def __init__(self, model: str | os.PathLike[str] | ResolvedModel, *,
-                 threads: int | None = None, batch_size: int = 128) -> None:
+                 threads: int | None = None, batch_size: int = 128,
+                 trust: bool = False) -> None:
         import onnxruntime as ort
 
-        resolved = model if isinstance(model, ResolvedModel) else resolve_model(model)
-        verify_model(resolved)
+        if isinstance(model, ResolvedModel):
+            resolved = dataclasses.replace(model, trusted=True) if trust else model
+        else:
+            resolved = resolve_model(model, trust=trust)
+        self.verification: str = verify_model(resolved)
         self.path: Path = resolved.path
         self.entry = resolved.entry
+        self.sha256: str = (self.entry["sha256"] if self.entry is not None
+                            else sha256_file(self.path))
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.batch_size = int(batch_size)
@@ -72,17 +98,25 @@ class OnnxRestorer:
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(self.path), opts,
-                                            providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts,
+                                                providers=["CPUExecutionProvider"])
+        except _onnxruntime_errors() as exc:
+            raise ModelLoadError(f"{self.path}: not a loadable ONNX model "
+                                 f"({type(exc).__name__}: {exc})") from exc
         self.metadata: dict[str, str] = dict(
             self.session.get_modelmeta().custom_metadata_map)
         missing = {"task", "dims"} - set(self.metadata)
         if missing:
-            raise ValueError(f"{self.path}: not a pympisr model (metadata lacks "
-                             f"{sorted(missing)})")
+            raise ModelLoadError(f"{self.path}: not a pympisr model (metadata lacks "
+                                 f"{sorted(missing)})")
         self.task = self.metadata["task"]
-        self.dims = int(self.metadata["dims"])
-        self.scale_factor = int(self.metadata.get("scale_factor", "1"))
+        try:
+            self.dims = int(self.metadata["dims"])
+            self.scale_factor = int(self.metadata.get("scale_factor", "1"))
+        except ValueError as exc:
+            raise ModelLoadError(f"{self.path}: metadata 'dims'/'scale_factor' are not "
+                                 f"integers ({exc})") from exc
         self.input_names = [i.name for i in self.session.get_inputs()]
 
     @property
@@ -97,9 +131,10 @@ class OnnxRestorer:
         return json.loads(raw) if raw else None
 
     def describe(self) -> dict[str, Any]:
-        """Provenance record: name, file, sha256 (from the manifest), task, dims."""
+        """Provenance record: name, file, sha256, how the file was verified
+        (``verification``: "manifest", "sidecar" or "trusted by user"), task, dims."""
         return {"name": self.name, "file": self.path.name,
-                "sha256": self.entry["sha256"] if self.entry else "",
+                "sha256": self.sha256, "verification": self.verification,
                 "task": self.task, "dims": self.dims,
                 "architecture": self.metadata.get("architecture", ""),
                 "pympisr_version_trained": self.metadata.get("pympisr_version", "")}
@@ -108,12 +143,32 @@ class OnnxRestorer:
         for start in range(0, n, self.batch_size):
             yield slice(start, min(n, start + self.batch_size))
 
-    def __call__(self, x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    @property
+    def grid_rule(self) -> str:
+        """``"same"``, ``"scale"`` or ``"stride"`` (see :mod:`pympisr.tasks.base`)."""
+        return self.metadata.get("grid_rule", "same" if self.scale_factor == 1 else "scale")
+
+    @property
+    def takes_noise_level(self) -> bool:
+        """Whether the graph has the ``sigma`` input (noise-level conditioned)."""
+        return "sigma" in self.input_names
+
+    def output_grid(self, grid: tuple[int, ...]) -> tuple[int, ...]:
+        """Output spatial shape for an input spatial shape (the model's grid rule)."""
+        s = self.scale_factor
+        rule = self.grid_rule
+        return tuple(n if rule == "same" else n * s if rule == "scale" else s * (n - 1) + 1
+                     for n in grid)
+
+    def __call__(self, x: np.ndarray, mask: np.ndarray | None = None,
+                 sigma: np.ndarray | None = None) -> np.ndarray:
         """Restore components ``x``: complex ``(B, H, W)`` (2D) or ``(B, D, H, W)`` (3D).
 
         ``mask`` (bool, same shape, True = valid sample) is required by inpainting models
-        and rejected by the others. Returns complex64 of shape ``(B, *grid_out)``
-        (``grid_out = scale_factor * grid``).
+        and rejected by the others. ``sigma`` ``(B,)``: noise std of the real and of the
+        imaginary part of each component in the units of ``x``, required by
+        noise-conditioned models (:attr:`takes_noise_level`) and ignored by the others.
+        Returns complex64 of shape ``(B, *grid_out)`` (:meth:`output_grid`).
         """
         x = np.asarray(x)
         if x.ndim != self.dims + 1:
@@ -126,13 +181,20 @@ class OnnxRestorer:
             raise ValueError(f"{self.name}: a {self.task} model takes no mask")
         if mask is not None and np.shape(mask) != x.shape:
             raise ValueError(f"mask shape {np.shape(mask)} differs from data shape {x.shape}")
-        out_grid = tuple(self.scale_factor * n for n in x.shape[1:])
-        out = np.empty((x.shape[0], *out_grid), dtype=np.complex64)
+        if self.takes_noise_level:
+            if sigma is None:
+                raise ValueError(f"{self.name}: this model needs the noise level sigma")
+            sigma = np.broadcast_to(np.asarray(sigma, dtype=np.float32), (x.shape[0],))
+            if not np.all(np.isfinite(sigma)) or np.any(sigma < 0):
+                raise ValueError(f"{self.name}: sigma must be finite and >= 0")
+        out = np.empty((x.shape[0], *self.output_grid(x.shape[1:])), dtype=np.complex64)
         for sl in self._batches(x.shape[0]):
             chunk = x[sl]
             feeds = {"sm": np.stack([chunk.real, chunk.imag], axis=1).astype(np.float32)}
             if mask is not None:
                 feeds["mask"] = np.asarray(mask[sl], dtype=np.float32)[:, None]
+            if self.takes_noise_level:
+                feeds["sigma"] = np.ascontiguousarray(sigma[sl]).reshape(-1, 1)
             y = self.session.run(["restored"], feeds)[0]
             out[sl] = y[:, 0] + 1j * y[:, 1]
         return out

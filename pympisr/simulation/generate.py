@@ -26,15 +26,24 @@ Parallelism and resuming
     worker) or in-process with all threads when ``workers == 1``. Every item file is
     written atomically (temporary file + rename); a rerun skips finished items and
     removes temporary files left by a killed run, so nothing is duplicated or
-    half-written.
+    half-written. Workers die with the main process, even when it is killed with
+    SIGKILL: on Linux the kernel signals them (``prctl(PR_SET_PDEATHSIG)``), and on every
+    system a watchdog thread in each worker exits when its parent process is gone.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
+import ctypes.util
 import json
+import math
 import multiprocessing
+import numbers
 import os
+import signal
+import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,8 +51,9 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_output
-from ..datasets.store import DatasetItem, item_path, write_item
+from ..atomic import atomic_output, ensure_directory, remove_stale_temporaries
+from ..datasets.store import DatasetItem, item_path, json_default, read_dataset_info, write_item
+from ..errors import DatasetError, InvalidInputError
 
 __all__ = ["SelectionRule", "generate_dataset", "item_seed", "simulate_item"]
 
@@ -57,6 +67,17 @@ class SelectionRule:
 
     threshold: float = 1e-5
     max_components: int = 400
+
+    def __post_init__(self) -> None:
+        if isinstance(self.threshold, bool) or not isinstance(self.threshold, numbers.Real) \
+                or not math.isfinite(self.threshold) or self.threshold < 0:
+            raise InvalidInputError(f"selection rule: threshold must be a finite number "
+                                    f">= 0, got {self.threshold!r}")
+        if isinstance(self.max_components, bool) \
+                or not isinstance(self.max_components, numbers.Integral) \
+                or self.max_components < 1:
+            raise InvalidInputError(f"selection rule: max_components must be an integer "
+                                    f">= 1, got {self.max_components!r}")
 
     def select(self, energy: np.ndarray) -> np.ndarray:
         """(M, 2) ``(channel, bin)`` pairs chosen from energies ``(C, K)``, sorted."""
@@ -78,18 +99,21 @@ def default_rule(dims: int) -> SelectionRule:
 def item_seed(seed: int, split: str, index: int) -> int:
     """Sampler seed of item ``index`` of ``split`` (a 63-bit integer)."""
     if split not in SPLIT_IDS:
-        raise ValueError(f"unknown split {split!r}; expected one of {sorted(SPLIT_IDS)}")
+        raise InvalidInputError(f"unknown split {split!r}; expected one of "
+                                f"{sorted(SPLIT_IDS)}")
     state = np.random.SeedSequence([int(seed), SPLIT_IDS[split], int(index)]).generate_state(
         2, np.uint32)
     return int((int(state[0]) << 31) ^ int(state[1]))
 
 
 def item_parameters(seed: int, split: str, index: int, *, dims: int, model: str,
-                    grid_max: int | None):
-    """The simulation parameters of one item (grid capped at ``grid_max`` per axis)."""
+                    grid_max: int | None, ranges: dict[str, Any] | None = None):
+    """The simulation parameters of one item (grid capped at ``grid_max`` per axis;
+    ``ranges`` overrides sampler ranges, see :func:`~.parameters.sampler_ranges`)."""
     from .parameters import sample_parameters
 
-    params = sample_parameters(item_seed(seed, split, index), dims=dims, model=model)
+    params = sample_parameters(item_seed(seed, split, index), dims=dims, model=model,
+                               ranges=ranges)
     if grid_max is not None:
         capped = tuple(min(g, int(grid_max)) for g in params.grid[:dims]) + (
             (1,) if dims == 2 else ())
@@ -128,9 +152,10 @@ def simulate_item(params, rule: SelectionRule) -> DatasetItem:
 
 
 def _make_item(task: tuple) -> tuple[str, int, float]:
-    root, split, index, seed, dims, model, grid_max, rule = task
+    root, split, index, seed, dims, model, grid_max, rule, ranges = task
     start = time.perf_counter()
-    params = item_parameters(seed, split, index, dims=dims, model=model, grid_max=grid_max)
+    params = item_parameters(seed, split, index, dims=dims, model=model, grid_max=grid_max,
+                             ranges=ranges)
     item = simulate_item(params, rule)
     path = item_path(root, split, index)
     try:
@@ -140,15 +165,48 @@ def _make_item(task: tuple) -> tuple[str, int, float]:
     return split, index, time.perf_counter() - start
 
 
-def _worker_init() -> None:
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_WATCHDOG_INTERVAL_S = 0.5
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Make this (worker) process end when process ``parent_pid`` ends.
+
+    Linux: the kernel sends SIGKILL when the parent dies (``PR_SET_PDEATHSIG``). Everywhere:
+    a daemon thread polls ``os.getppid()`` and exits the process once it differs from
+    ``parent_pid`` (the worker was re-parented, i.e. its parent is gone).
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # no usable libc: the watchdog below still works
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(_WATCHDOG_INTERVAL_S)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="pympisr-parent-watchdog", daemon=True).start()
+
+
+def _worker_init(parent_pid: int | None = None) -> None:
     from .system_matrix import configure_threads
 
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     configure_threads(1)
 
 
 def _remove_stray_temporaries(folder: Path) -> int:
-    count = 0
-    for tmp in folder.glob(".[0-9]*.h5.*.tmp"):
+    """Remove the temporaries of killed runs in a split folder: those of the atomic
+    writer whose process is gone, and item temporaries of older pympisr versions."""
+    count = len(remove_stale_temporaries(folder))
+    for tmp in folder.glob(".[0-9]*.h5.*.tmp"):  # older naming, no owner recorded
         tmp.unlink(missing_ok=True)
         count += 1
     return count
@@ -157,10 +215,11 @@ def _remove_stray_temporaries(folder: Path) -> int:
 def _write_info(root: Path, info: dict[str, Any]) -> None:
     path = root / "dataset.json"
     if path.exists():
-        old = json.loads(path.read_text())
-        keys = ("dims", "seed", "model", "grid_max", "rule")
-        if any(old.get(k) != info.get(k) for k in keys):
-            raise ValueError(
+        old = read_dataset_info(root)
+        keys = ("dims", "seed", "model", "grid_max", "rule", "sampler_ranges")
+        if any(json.dumps(old.get(k), default=json_default)
+               != json.dumps(info.get(k), default=json_default) for k in keys):
+            raise DatasetError(
                 f"{path}: existing dataset was made with different settings "
                 f"({ {k: old.get(k) for k in keys} }); use another output folder")
         splits = dict(old.get("splits", {}))
@@ -178,6 +237,7 @@ def generate_dataset(out: str | os.PathLike[str], *, dims: int = 2,
                      splits: dict[str, int] | None = None, seed: int = 0,
                      workers: int | None = None, grid_max: int | None = None,
                      model: str = "anisotropy", rule: SelectionRule | None = None,
+                     ranges: dict[str, Any] | None = None,
                      progress: bool = True) -> dict[str, Any]:
     """Generate (or complete) a dataset in ``out``; returns the ``dataset.json`` content.
 
@@ -191,45 +251,53 @@ def generate_dataset(out: str | os.PathLike[str], *, dims: int = 2,
     grid_max: cap on the sampled grid size per axis (faster data for CPU training).
     model: "anisotropy" (paper) or "langevin".
     rule: component selection (default :func:`default_rule`).
+    ranges: sampler ranges replacing some of ``SAMPLER_RANGES`` (e.g.
+        ``{"samples_per_fwhm": (4, 60), "grid": (12, 44)}``); recorded in dataset.json.
     progress: show a tqdm progress bar.
     """
     from tqdm import tqdm
 
     from .. import __version__
-    from .parameters import SAMPLER_RANGES
+    from .parameters import sampler_ranges
 
     if dims not in (2, 3):
-        raise ValueError(f"dims must be 2 or 3, got {dims!r}")
+        raise InvalidInputError(f"dims must be 2 or 3, got {dims!r}")
     splits = dict(splits or {"train": 1000, "val": 300, "test": 300})
     for name, count in splits.items():
         if name not in SPLIT_IDS:
-            raise ValueError(f"unknown split {name!r}; expected one of {sorted(SPLIT_IDS)}")
+            raise InvalidInputError(f"unknown split {name!r}; expected one of "
+                                    f"{sorted(SPLIT_IDS)}")
         if count < 0:
-            raise ValueError(f"split {name!r}: negative item count {count}")
+            raise InvalidInputError(f"split {name!r}: negative item count {count}")
     if grid_max is not None and grid_max < 2:
-        raise ValueError(f"grid_max must be >= 2, got {grid_max}")
+        raise InvalidInputError(f"grid_max must be >= 2, got {grid_max}")
+    if workers is not None and workers < 1:
+        raise InvalidInputError(f"workers must be >= 1, got {workers}")
+    if int(seed) < 0:
+        raise InvalidInputError(f"seed must be >= 0, got {seed}")
     rule = rule or default_rule(dims)
-    root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
+    root = ensure_directory(out, purpose="dataset folder")
     info = {"dims": dims, "seed": int(seed), "model": model, "grid_max": grid_max,
             "splits": splits, "rule": asdict(rule),
             "rule_description": "components (c, k>=1) with energy >= threshold * max energy "
                                 "of the SM, at most max_components strongest",
             "item_seed": "SeedSequence([seed, split_id, index]); split ids "
                          + json.dumps(SPLIT_IDS),
-            "sampler_ranges": SAMPLER_RANGES, "pympisr_version": __version__}
+            "sampler_ranges": sampler_ranges(ranges), "pympisr_version": __version__}
+    ranges = {k: list(v) for k, v in (ranges or {}).items()} or None
     _write_info(root, info)
 
     tasks = []
     done = 0
     for split, count in splits.items():
-        (root / split).mkdir(parents=True, exist_ok=True)
+        ensure_directory(root / split, purpose="dataset split folder")
         _remove_stray_temporaries(root / split)
         for index in range(count):
             if item_path(root, split, index).exists():
                 done += 1
             else:
-                tasks.append((str(root), split, index, int(seed), dims, model, grid_max, rule))
+                tasks.append((str(root), split, index, int(seed), dims, model, grid_max, rule,
+                              ranges))
     total = done + len(tasks)
     from ..physics.tables import anisotropy_table
 
@@ -246,7 +314,8 @@ def generate_dataset(out: str | os.PathLike[str], *, dims: int = 2,
         else:
             ctx = multiprocessing.get_context("spawn")
             with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                        initializer=_worker_init) as pool:
+                                        initializer=_worker_init,
+                                        initargs=(os.getpid(),)) as pool:
                 futures = [pool.submit(_make_item, task) for task in tasks]
                 try:
                     for future in cf.as_completed(futures):
@@ -258,4 +327,4 @@ def generate_dataset(out: str | os.PathLike[str], *, dims: int = 2,
                     raise
     finally:
         bar.close()
-    return json.loads((root / "dataset.json").read_text())
+    return read_dataset_info(root)

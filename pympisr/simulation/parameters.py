@@ -34,6 +34,7 @@ import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -41,7 +42,8 @@ import numpy as np
 from ..physics.moments import field_parameter
 from ..datasets.store import json_default
 
-__all__ = ["SAMPLER_RANGES", "SimulationParameters", "reference_parameters", "sample_parameters"]
+__all__ = ["SAMPLER_RANGES", "SimulationParameters", "reference_parameters", "sample_parameters",
+           "sampler_ranges"]
 
 # every range the sampler uses (units: m, J/m^3, T, T/m)
 SAMPLER_RANGES: dict[str, tuple[float, float]] = {
@@ -155,38 +157,64 @@ class SimulationParameters:
         return json.loads(json.dumps(out, default=json_default))
 
 
-def _uniform(rng: np.random.Generator, name: str, size: int | None = None) -> Any:
-    low, high = SAMPLER_RANGES[name]
-    return rng.uniform(low, high, size)
+def sampler_ranges(overrides: Mapping[str, Sequence[float]] | None = None
+                   ) -> dict[str, tuple[float, float]]:
+    """:data:`SAMPLER_RANGES` with some ranges replaced, validated.
+
+    ``overrides`` maps range names (keys of :data:`SAMPLER_RANGES`) to ``(low, high)``;
+    e.g. ``{"samples_per_fwhm": (4, 60), "grid": (12, 44)}`` for a training distribution
+    that covers real calibrations (finely sampled small particles, 44 x 44 grids).
+    """
+    ranges = dict(SAMPLER_RANGES)
+    for name, value in (overrides or {}).items():
+        if name not in SAMPLER_RANGES:
+            raise ValueError(f"unknown sampler range {name!r}; known: {sorted(SAMPLER_RANGES)}")
+        low, high = (float(v) for v in value)
+        if not (np.isfinite(low) and np.isfinite(high) and 0 < low <= high):
+            raise ValueError(f"sampler range {name} must satisfy 0 < low <= high, got "
+                             f"{tuple(value)}")
+        ranges[name] = (int(low), int(high)) if name == "grid" else (low, high)
+    return ranges
 
 
 def sample_parameters(seed: int | np.random.SeedSequence | None = None, *, dims: int = 2,
-                      model: str = "anisotropy") -> SimulationParameters:
-    """Draw all parameters of one system matrix, reproducibly from ``seed`` (module doc)."""
+                      model: str = "anisotropy",
+                      ranges: Mapping[str, Sequence[float]] | None = None
+                      ) -> SimulationParameters:
+    """Draw all parameters of one system matrix, reproducibly from ``seed`` (module doc).
+
+    ``ranges`` overrides some of :data:`SAMPLER_RANGES` (see :func:`sampler_ranges`).
+    """
     if dims not in (2, 3):
         raise ValueError(f"dims must be 2 or 3, got {dims!r}")
+    limits = sampler_ranges(ranges)
+
+    def _uniform(name: str, size: int | None = None) -> Any:
+        low, high = limits[name]
+        return rng.uniform(low, high, size)
+
     rng = np.random.default_rng(seed)
-    d_low, d_high = SAMPLER_RANGES["diameter"]
+    d_low, d_high = limits["diameter"]
     diameter = rng.uniform(d_low**3, d_high**3) ** (1.0 / 3.0)
-    k_low, k_high = SAMPLER_RANGES["anisotropy"]
+    k_low, k_high = limits["anisotropy"]
     anisotropy = float(np.exp(rng.uniform(np.log(k_low), np.log(k_high))))
     fluid = bool(rng.random() < 0.5)
     axis = rng.normal(size=3)
     easy_axis = axis / np.linalg.norm(axis)
-    gamma = float(_uniform(rng, "gamma"))
-    amplitude = _uniform(rng, "drive_amplitude", 3)
-    gxy = _uniform(rng, "gradient", 2)
+    gamma = float(_uniform("gamma"))
+    amplitude = _uniform("drive_amplitude", 3)
+    gxy = _uniform("gradient", 2)
     gradient = np.array([gxy[0], gxy[1], -(gxy[0] + gxy[1])])
-    fraction = _uniform(rng, "fov_fraction", 3)
+    fraction = _uniform("fov_fraction", 3)
     offset_unit = rng.uniform(-1.0, 1.0, 3)
-    samples_per_fwhm = float(_uniform(rng, "samples_per_fwhm"))
+    samples_per_fwhm = float(_uniform("samples_per_fwhm"))
 
     df_fov = 2.0 * amplitude / np.abs(gradient)
     fov = fraction * df_fov
     center = offset_unit * np.abs(df_fov - fov) / 2.0
     beta = field_parameter(diameter)
     fwhm = FWHM_FACTOR / (beta * np.abs(gradient))
-    g_low, g_high = SAMPLER_RANGES["grid"]
+    g_low, g_high = limits["grid"]
     grid = np.clip(np.round(samples_per_fwhm * fov / fwhm), g_low, g_high).astype(int)
     if dims == 2:
         grid[2] = 1

@@ -2,10 +2,14 @@
 
 A config has one table per concern; every key is optional except ``data.root``::
 
-    [experiment]  name, task ("denoise"), seed, output_dir
+    [experiment]  name, task (a name of pympisr.tasks.TASKS), scale_factor, seed,
+                  output_dir
     [data]        root, train_split, val_split, dims, patch_size, sigma_range,
+                  sigma_distribution ("uniform" | "loguniform"), zero_fraction,
                   scale_range, num_workers, val_components
-    [model]       name (registry name, e.g. "dncnn-small"), options (table of overrides)
+    [model]       name (registry name, e.g. "dncnn-small"), options (table of overrides),
+                  init_from (warm start from an exported .onnx, see
+                  pympisr.models.warm_start)
     [optimizer]   lr, betas, weight_decay                  (Adam)
     [schedule]    milestones (steps), gamma                (MultiStepLR)
     [ema]         enabled, decay
@@ -14,28 +18,33 @@ A config has one table per concern; every key is optional except ``data.root``::
 
 Relative paths are kept as written (resolved against the working directory when used).
 Unknown tables or keys are errors, so a typo never silently falls back to a default.
+Every problem raises :class:`~pympisr.errors.ConfigError` (a ValueError) naming the file
+and the key.
 See ``pympisr/configs/*.toml`` for complete examples.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
+
+from ..tasks import TASKS, SampleOptions, Task, get_task
+
 __all__ = ["DataConfig", "EMAConfig", "ExperimentConfig", "ModelConfig", "OptimizerConfig",
            "ScheduleConfig", "TrainConfig", "TrainingConfig", "load_config"]
-
-TASKS = ("denoise",)
-
 
 @dataclass
 class ExperimentConfig:
     name: str = "experiment"
     task: str = "denoise"
+    scale_factor: int = 0  # 0: the task's default (1, or 2 for super-resolution)
     seed: int = 0
     output_dir: str = "runs/experiment"
 
@@ -48,6 +57,8 @@ class DataConfig:
     dims: int = 2
     patch_size: int = 32
     sigma_range: tuple[float, float] = (0.0, 0.35)
+    sigma_distribution: str = "uniform"
+    zero_fraction: float = 0.05
     scale_range: tuple[float, float] = (0.8, 1.2)
     num_workers: int = 0
     val_components: int = 512
@@ -57,6 +68,7 @@ class DataConfig:
 class ModelConfig:
     name: str = "dncnn-small"
     options: dict[str, Any] = field(default_factory=dict)
+    init_from: str = ""  # warm start: an exported .onnx of a conv-only network
 
 
 @dataclass
@@ -109,7 +121,7 @@ class TrainingConfig:
         sections = {f.name: f for f in dataclasses.fields(cls)}
         unknown = set(raw) - set(sections)
         if unknown:
-            raise ValueError(f"{source}: unknown table(s) {sorted(unknown)}; "
+            raise ConfigError(f"{source}: unknown table(s) {sorted(unknown)}; "
                              f"known: {sorted(sections)}")
         parts = {}
         for name, fld in sections.items():
@@ -124,23 +136,56 @@ class TrainingConfig:
         """Parse a TOML config file."""
         path = Path(path)
         try:
-            raw = tomllib.loads(path.read_text())
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not a TOML text file (not valid UTF-8 at byte "
+                              f"{exc.start})") from exc
         except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{path}: invalid TOML ({exc})") from exc
+            raise ConfigError(f"{path}: invalid TOML ({exc})") from exc
         return cls.from_dict(raw, str(path))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (JSON/TOML-able) of all settings."""
         return dataclasses.asdict(self)
 
+    def make_task(self) -> Task:
+        """The experiment's :class:`~pympisr.tasks.Task`."""
+        return get_task(self.experiment.task, self.data.dims,
+                        self.experiment.scale_factor or None)
+
+    def sample_options(self) -> SampleOptions:
+        """The per-sample preprocessing of the ``[data]`` table."""
+        d = self.data
+        return SampleOptions(dims=d.dims, patch_size=d.patch_size,
+                             sigma_range=tuple(d.sigma_range),  # type: ignore[arg-type]
+                             sigma_distribution=d.sigma_distribution,
+                             zero_fraction=d.zero_fraction,
+                             scale_range=tuple(d.scale_range))  # type: ignore[arg-type]
+
     def validate(self, source: str = "<config>") -> None:
-        """Raise ValueError naming the offending key if a value is out of range."""
+        """Raise :class:`ConfigError` naming the offending key if a value is out of range
+        or not finite."""
+        for section in dataclasses.fields(self):
+            part = getattr(self, section.name)
+            for fld in dataclasses.fields(part):
+                value = getattr(part, fld.name)
+                values = value if isinstance(value, tuple) else (value,)
+                if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                    raise ConfigError(f"{source}: {section.name}.{fld.name} must be finite, "
+                                      f"got {value!r}")
+        sigma, scale = self.data.sigma_range, self.data.scale_range
         checks = [
             (self.experiment.task in TASKS, "experiment.task",
              f"must be one of {TASKS}, got {self.experiment.task!r}"),
+            (self.experiment.scale_factor >= 0, "experiment.scale_factor",
+             "must be >= 0 (0: the task's default)"),
             (bool(self.data.root), "data.root", "is required (dataset folder)"),
             (self.data.dims in (2, 3), "data.dims", f"must be 2 or 3, got {self.data.dims}"),
             (self.data.patch_size > 0, "data.patch_size", "must be positive"),
+            (0 <= sigma[0] <= sigma[1], "data.sigma_range",
+             f"must satisfy 0 <= low <= high, got {tuple(sigma)}"),
+            (0 < scale[0] <= scale[1], "data.scale_range",
+             f"must satisfy 0 < low <= high, got {tuple(scale)}"),
             (self.train.steps > 0, "train.steps", "must be positive"),
             (self.train.batch_size > 0, "train.batch_size", "must be positive"),
             (self.train.val_every > 0 and self.train.checkpoint_every > 0
@@ -156,16 +201,21 @@ class TrainingConfig:
         ]
         for ok, key, problem in checks:
             if not ok:
-                raise ValueError(f"{source}: {key} {problem}")
+                raise ConfigError(f"{source}: {key} {problem}")
+        try:
+            self.make_task()
+            self.sample_options()
+        except ValueError as exc:
+            raise ConfigError(f"{source}: [experiment]/[data]: {exc}") from exc
 
 
 def _section(cls: type, raw: Any, where: str) -> Any:
     if not isinstance(raw, dict):
-        raise ValueError(f"{where} must be a table")
+        raise ConfigError(f"{where} must be a table")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(raw) - set(fields)
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(fields)}")
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(fields)}")
     values = {}
     for key, value in raw.items():
         default = getattr(cls(), key)
@@ -177,22 +227,22 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
     """Convert a TOML value to the type of the field's default (tuples from arrays)."""
     if isinstance(default, bool):
         if not isinstance(value, bool):
-            raise ValueError(f"{where}: expected true/false, got {value!r}")
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
         return value
     if isinstance(default, tuple):
         if not isinstance(value, list):
-            raise ValueError(f"{where}: expected an array, got {value!r}")
+            raise ConfigError(f"{where}: expected an array, got {value!r}")
         if len(default) and len(value) != len(default):
-            raise ValueError(f"{where}: expected {len(default)} values, got {len(value)}")
+            raise ConfigError(f"{where}: expected {len(default)} values, got {len(value)}")
         return tuple(value)
     if isinstance(default, dict):
         if not isinstance(value, dict):
-            raise ValueError(f"{where}: expected a table, got {value!r}")
+            raise ConfigError(f"{where}: expected a table, got {value!r}")
         return dict(value)
     if isinstance(default, float) and isinstance(value, int):
         return float(value)
     if not isinstance(value, type(default)):
-        raise ValueError(f"{where}: expected {type(default).__name__}, got {value!r}")
+        raise ConfigError(f"{where}: expected {type(default).__name__}, got {value!r}")
     return value
 
 

@@ -1,22 +1,9 @@
-"""Training samples from a simulated dataset, with the seed paper's preprocessing (3.3).
+"""Training samples from a simulated dataset.
 
-For one clean frequency component ``S`` (complex, ``(H, W)`` or ``(D, H, W)``) a sample is
-built as follows (DESIGN section 6):
-
-1. ``g = S / max|S|`` (unit maximum magnitude);
-2. ``g <- a * exp(i phi) * g`` with one random angle ``phi ~ U(0, 2 pi)`` and a random
-   scale ``a ~ U(scale_range)``;
-3. ``y = T(g)`` with the task's degradation ``T`` (identity for denoising);
-4. ``y <- y + N`` with noise whose real and imaginary parts have standard deviation
-   ``sigma ~ U(sigma_range)`` (:class:`pympisr.degradations.AdditiveGaussianNoise` by
-   default);
-5. both ``y`` and the target ``g`` are divided by ``max|y|`` (the corrupted image's
-   maximum magnitude, which is what is known at inference);
-6. both are zero-padded into a fixed patch (random offset; a component larger than the
-   patch is randomly cropped) and split into real/imaginary channels.
-
-A sample is a dict of float32 tensors: ``input`` and ``target`` ``(2, *patch)`` and
-``valid`` ``(1, *patch)`` (1 on pixels of the component's grid, 0 on padding).
+:class:`ComponentDataset` reads clean frequency components of one split and turns each
+into a training sample with its task's :meth:`pympisr.tasks.Task.make_sample` (the seed
+paper's preprocessing, section 3.3, with the task's degradation and a noise-level
+input); :class:`StepBatchSampler` makes the batches of every step reproducible.
 
 Randomness is explicit: sample ``(index, seed)`` draws from
 ``numpy.random.default_rng(seed)``, so a batch is reproducible from the step number and
@@ -26,10 +13,8 @@ training resumes bit-exactly; an integer key ``index`` uses a fixed per-index se
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,82 +24,9 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ..datasets import ComponentStore
+from ..tasks import SampleOptions, Task, get_task
 
-__all__ = ["ComponentDataset", "Preprocessing", "StepBatchSampler", "complex_to_channels",
-           "dataset_description"]
-
-Degradation = Callable[[np.ndarray, np.random.Generator], np.ndarray]
-NoiseFactory = Callable[[float], Degradation]
-
-
-def complex_to_channels(x: np.ndarray) -> np.ndarray:
-    """One complex image ``(*spatial)`` -> float32 ``(2, *spatial)`` (real, imag)."""
-    return np.stack([x.real, x.imag], axis=0).astype(np.float32)
-
-
-def _gaussian_noise(sigma: float) -> Degradation:
-    from ..degradations import AdditiveGaussianNoise
-    return AdditiveGaussianNoise(sigma)
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """Parameters of the per-sample preprocessing (see module docstring).
-
-    Attributes
-    ----------
-    dims:
-        2 or 3 spatial axes.
-    patch_size:
-        Edge length of the (square/cubic) training patch in pixels.
-    sigma_range:
-        ``(low, high)`` of the uniform noise standard deviation, relative to the unit-max
-        ground truth before the random scale.
-    scale_range:
-        ``(low, high)`` of the uniform random amplitude scale.
-    """
-
-    dims: int = 2
-    patch_size: int = 32
-    sigma_range: tuple[float, float] = (0.0, 0.35)
-    scale_range: tuple[float, float] = (0.8, 1.2)
-
-    def __post_init__(self) -> None:
-        if self.dims not in (2, 3):
-            raise ValueError(f"dims must be 2 or 3, got {self.dims}")
-        if self.patch_size < 1:
-            raise ValueError(f"patch_size must be positive, got {self.patch_size}")
-        for name in ("sigma_range", "scale_range"):
-            lo, hi = getattr(self, name)
-            if not 0 <= lo <= hi:
-                raise ValueError(f"{name} must satisfy 0 <= low <= high, got {(lo, hi)}")
-        if self.scale_range[0] <= 0:
-            raise ValueError("scale_range must be positive")
-
-
-def _place_in_patch(images: Sequence[np.ndarray], patch: int, dims: int,
-                    rng: np.random.Generator) -> tuple[list[np.ndarray], np.ndarray]:
-    """Zero-pad (or crop) same-shaped complex images into a ``patch``-sized box at one
-    random offset; return the placed images and the float32 valid mask."""
-    shape = images[0].shape
-    dst_slices, src_slices = [], []
-    for n in shape:
-        if n <= patch:
-            start = int(rng.integers(0, patch - n + 1))
-            dst_slices.append(slice(start, start + n))
-            src_slices.append(slice(0, n))
-        else:
-            start = int(rng.integers(0, n - patch + 1))
-            dst_slices.append(slice(0, patch))
-            src_slices.append(slice(start, start + patch))
-    placed = []
-    for img in images:
-        out = np.zeros((patch,) * dims, dtype=np.complex64)
-        out[tuple(dst_slices)] = img[tuple(src_slices)]
-        placed.append(out)
-    valid = np.zeros((patch,) * dims, dtype=np.float32)
-    valid[tuple(dst_slices)] = 1.0
-    return placed, valid
+__all__ = ["ComponentDataset", "StepBatchSampler", "dataset_description"]
 
 
 class ComponentDataset(Dataset):
@@ -124,24 +36,22 @@ class ComponentDataset(Dataset):
     ----------
     root, split:
         Dataset folder written by ``pympisr dataset`` and split name (``"train"``, ...).
-    prep:
-        :class:`Preprocessing` parameters.
-    degradation:
-        Task operator ``T(x, rng)`` applied before the noise; None = identity (denoising).
-    noise:
-        ``noise(sigma)`` returns the noise operator for one sample (default additive
-        complex Gaussian noise).
+    options:
+        :class:`~pympisr.tasks.SampleOptions` (patch size, noise distribution, ...).
+    task:
+        The restoration task building the samples (default: denoising in
+        ``options.dims`` dimensions).
     seed:
         Base seed of the deterministic per-index randomness (integer keys).
     """
 
-    def __init__(self, root: str | os.PathLike[str], split: str, prep: Preprocessing, *,
-                 degradation: Degradation | None = None, noise: NoiseFactory | None = None,
-                 seed: int = 0) -> None:
+    def __init__(self, root: str | os.PathLike[str], split: str, options: SampleOptions, *,
+                 task: Task | None = None, seed: int = 0) -> None:
         self.store = ComponentStore(root, split)
-        self.prep = prep
-        self.degradation = degradation
-        self.noise = noise or _gaussian_noise
+        self.options = options
+        self.task = task or get_task("denoise", options.dims)
+        if self.task.dims != options.dims:
+            raise ValueError(f"task {self.task!r} does not match dims={options.dims}")
         self.seed = int(seed)
         self._files: dict[int, h5py.File] = {}
 
@@ -166,7 +76,7 @@ class ComponentDataset(Dataset):
         if f is None:
             f = self._files[item] = h5py.File(self.store.files[item], "r")
         comp = np.asarray(f["components"][row], dtype=np.complex64)
-        if self.prep.dims == 2:
+        if self.options.dims == 2:
             if comp.shape[0] != 1:
                 raise ValueError(f"{self.store.files[item]}: components have Nz = "
                                  f"{comp.shape[0]}, expected 1 for a 2D dataset")
@@ -183,21 +93,8 @@ class ComponentDataset(Dataset):
         return self.make_sample(self.component(index), rng)
 
     def make_sample(self, clean: np.ndarray, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        """Apply the preprocessing (module docstring) to one clean component."""
-        p = self.prep
-        peak = float(np.abs(clean).max())
-        gt = clean / peak if peak > 0 else clean.astype(np.complex64)
-        phase = np.exp(1j * rng.uniform(0.0, 2.0 * np.pi))
-        gt = (gt * (rng.uniform(*p.scale_range) * phase)).astype(np.complex64)
-        degraded = gt if self.degradation is None else self.degradation(gt, rng)
-        noisy = self.noise(float(rng.uniform(*p.sigma_range)))(degraded, rng)
-        norm = float(np.abs(noisy).max())
-        norm = norm if norm > 0 else 1.0
-        (noisy, gt), valid = _place_in_patch([noisy / norm, gt / norm], p.patch_size,
-                                             p.dims, rng)
-        return {"input": torch.from_numpy(complex_to_channels(noisy)),
-                "target": torch.from_numpy(complex_to_channels(gt)),
-                "valid": torch.from_numpy(valid[None])}
+        """One training sample of the task from a clean component."""
+        return self.task.make_sample(clean, rng, self.options)
 
 
 class StepBatchSampler(Sampler[list[tuple[int, int]]]):
@@ -227,10 +124,25 @@ class StepBatchSampler(Sampler[list[tuple[int, int]]]):
 
 
 def dataset_description(root: str | os.PathLike[str]) -> dict[str, Any]:
-    """Short JSON-able description of a dataset folder (its ``dataset.json`` + path)."""
+    """Short JSON-able description of a dataset folder: its ``dataset.json`` (settings and
+    seed), a one-line ``description``, the folder name and, when ``root`` is given as a
+    relative path (relative to the training run's working folder), that ``path``.
+
+    Absolute paths are never recorded: they describe the training machine, not the data,
+    and end up in the metadata of exported models. A corrupt ``dataset.json`` raises
+    :class:`~pympisr.errors.DatasetError` naming the file.
+    """
+    from ..datasets import read_dataset_info
+
     store_root = Path(root)
-    meta = store_root / "dataset.json"
-    info: dict[str, Any] = {"path": str(store_root.resolve())}
-    if meta.exists():
-        info.update(json.loads(meta.read_text()))
+    info: dict[str, Any] = {"folder": store_root.resolve().name}
+    if not store_root.is_absolute():
+        info["path"] = store_root.as_posix()
+    meta = read_dataset_info(store_root)
+    info.update(meta)
+    if meta and "description" not in meta:
+        splits = ", ".join(f"{k} {v}" for k, v in dict(meta.get("splits", {})).items())
+        info["description"] = (f"simulated {meta.get('dims', '?')}D system matrices "
+                               f"({meta.get('model', '?')} particle model), dataset seed "
+                               f"{meta.get('seed', '?')}, splits: {splits or 'none'}")
     return info

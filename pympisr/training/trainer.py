@@ -20,7 +20,9 @@ from __future__ import annotations
 import copy
 import json
 import math
+import pickle
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,10 +34,12 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_output
+from ..errors import CheckpointError
 from ..models import build_model, model_spec
+from ..models.conditioning import run_network
+from ..models.warm_start import load_onnx_convolutions
 from .config import TrainingConfig
-from .data import ComponentDataset, Preprocessing, StepBatchSampler, dataset_description
-from .losses import masked_l1
+from .data import ComponentDataset, StepBatchSampler, dataset_description
 
 __all__ = ["EMA", "TrainResult", "Trainer", "load_checkpoint", "model_from_checkpoint"]
 
@@ -78,6 +82,7 @@ class TrainResult:
     last_checkpoint: Path
     best_checkpoint: Path
     finished: bool
+    steps_run: int = 0
 
 
 def _select_device(name: str) -> torch.device:
@@ -105,19 +110,21 @@ class Trainer:
         torch.set_num_threads(cfg.train.threads)
         self.device = _select_device(cfg.train.device)
         self.use_amp = cfg.train.amp and self.device.type == "cuda"
-        prep = Preprocessing(dims=cfg.data.dims, patch_size=cfg.data.patch_size,
-                             sigma_range=tuple(cfg.data.sigma_range),
-                             scale_range=tuple(cfg.data.scale_range))
-        self.train_set = ComponentDataset(cfg.data.root, cfg.data.train_split, prep,
-                                          seed=cfg.experiment.seed)
-        self.val_set = ComponentDataset(cfg.data.root, cfg.data.val_split, prep,
-                                        seed=cfg.experiment.seed + 1)
+        options = cfg.sample_options()
+        self.task = cfg.make_task()
+        self.train_set = ComponentDataset(cfg.data.root, cfg.data.train_split, options,
+                                          task=self.task, seed=cfg.experiment.seed)
+        self.val_set = ComponentDataset(cfg.data.root, cfg.data.val_split, options,
+                                        task=self.task, seed=cfg.experiment.seed + 1)
         n_val = min(len(self.val_set), cfg.data.val_components)
         self.val_indices = np.linspace(0, len(self.val_set) - 1, n_val).round().astype(int)
         self.model_options = {**model_spec(cfg.model.name).defaults, **cfg.model.options,
                               "dims": cfg.data.dims}
         torch.manual_seed(cfg.experiment.seed)
-        self.model = build_model(cfg.model.name, **self.model_options).to(self.device)
+        self.model = build_model(cfg.model.name, **self.model_options)
+        if cfg.model.init_from:
+            load_onnx_convolutions(self.model, cfg.model.init_from)
+        self.model = self.model.to(self.device)
         self.ema = EMA(self.model, cfg.ema.decay) if cfg.ema.enabled else None
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.optimizer.lr,
                                           betas=tuple(cfg.optimizer.betas),
@@ -176,8 +183,9 @@ class Trainer:
         """Load the full training state from ``path`` (default ``last.pt``)."""
         ckpt = load_checkpoint(path or self.last_path)
         if ckpt["model"]["name"] != self.config.model.name:
-            raise ValueError(f"{path or self.last_path}: checkpoint is for model "
-                             f"{ckpt['model']['name']!r}, config asks {self.config.model.name!r}")
+            raise CheckpointError(f"{path or self.last_path}: checkpoint is for model "
+                                  f"{ckpt['model']['name']!r}, config asks "
+                                  f"{self.config.model.name!r}")
         self.model.load_state_dict(ckpt["state_dict"])
         if self.ema is not None and ckpt["ema_state_dict"] is not None:
             self.ema.model.load_state_dict(ckpt["ema_state_dict"])
@@ -198,20 +206,28 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> tuple[float, float]:
-        """(mean masked L1 of the eval model, same for the noisy input itself)."""
+        """(mean task loss of the eval model, same for the degraded input itself; the
+        latter is NaN when the task changes the grid)."""
         model = self.eval_model()
         model.eval()
         loader = self._loader(Subset(self.val_set, self.val_indices.tolist()), batch_size=64)
         total = identity = weight = 0.0
         for batch in loader:
-            x, y, v = (batch[k].to(self.device) for k in ("input", "target", "valid"))
+            batch = {k: v.to(self.device) for k, v in batch.items()}
             with torch.autocast(self.device.type, enabled=self.use_amp):
-                pred = model(x)
-            n = float(v.sum())
-            total += float(masked_l1(pred.float(), y, v)) * n
-            identity += float(masked_l1(x, y, v)) * n
+                pred = self.forward(model, batch)
+            n = float(batch["valid"].sum())
+            total += float(self.task.loss(pred.float(), batch)) * n
+            same_grid = batch["input"].shape == batch["target"].shape
+            identity += float(self.task.loss(batch["input"], batch)) * n if same_grid \
+                else math.nan
             weight += n
         return total / weight, identity / weight
+
+    @staticmethod
+    def forward(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The model's prediction for a batch (inputs as the task defines them)."""
+        return run_network(model, batch["input"], batch.get("sigma"), batch.get("mask"))
 
     def fit(self, *, resume: bool = False) -> TrainResult:
         """Train until ``train.steps`` (or ``train.max_minutes``); return the outcome."""
@@ -227,15 +243,15 @@ class Trainer:
         train_loss = math.nan
         val_loss = self.history["val"][-1][1] if self.history["val"] else math.nan
         t0, elapsed0 = time.perf_counter(), self.elapsed_s
+        first_step = self.step
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.progress,
                    desc=self.config.experiment.name, unit="step")
         finished = True
         for batch in loader:
-            x, y, v = (batch[k].to(self.device, non_blocking=True)
-                       for k in ("input", "target", "valid"))
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
             with torch.autocast(self.device.type, enabled=self.use_amp):
-                pred = self.model(x)
-            loss = masked_l1(pred.float(), y, v)
+                pred = self.forward(self.model, batch)
+            loss = self.task.loss(pred.float(), batch)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite training loss at step {self.step}")
             self.optimizer.zero_grad(set_to_none=True)
@@ -274,10 +290,14 @@ class Trainer:
         bar.close()
         if running:
             train_loss = float(np.mean(running))
+        elif math.isnan(train_loss) and self.history["train"]:
+            # nothing trained in this call (resuming a finished run): report the last loss
+            train_loss = float(self.history["train"][-1][1])
         return TrainResult(step=self.step, train_loss=train_loss, val_loss=val_loss,
                            best_val_loss=self.best_val, val_identity_loss=self.val_identity,
                            elapsed_s=self.elapsed_s, last_checkpoint=self.last_path,
-                           best_checkpoint=self.best_path, finished=finished)
+                           best_checkpoint=self.best_path, finished=finished,
+                           steps_run=self.step - first_step)
 
     # ---------------------------------------------------------------- reporting
     def write_history(self) -> None:
@@ -294,12 +314,15 @@ class Trainer:
 
 def plot_loss_curve(history: dict[str, list[list[float]]], path: Path, *, title: str,
                     identity: float = math.nan) -> None:
-    """Training and validation masked-L1 loss against step (log scale), as a PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Training and validation masked-L1 loss against step (log scale), as a PNG.
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    Uses matplotlib's object API with the Agg canvas (no pyplot, no backend change)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     for key, style in (("train", "-"), ("val", "o-")):
         if history.get(key):
             steps, values = zip(*history[key])
@@ -315,18 +338,30 @@ def plot_loss_curve(history: dict[str, list[list[float]]], path: Path, *, title:
     fig.tight_layout()
     with atomic_output(path, overwrite=True) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a training checkpoint (CPU tensors) and check its format."""
+    """Load a training checkpoint (CPU tensors) and check its format.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    CheckpointError
+        The file is not a (readable) pympisr training checkpoint.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError,
+            UnicodeDecodeError, ImportError, AttributeError, IndexError, KeyError) as exc:
+        raise CheckpointError(f"{path}: not a pympisr training checkpoint (torch.load "
+                              f"failed: {type(exc).__name__}: {exc})") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a pympisr training checkpoint "
-                         f"(expected format {CHECKPOINT_FORMAT!r})")
+        raise CheckpointError(f"{path}: not a pympisr training checkpoint "
+                              f"(expected format {CHECKPOINT_FORMAT!r})")
     return ckpt
 
 

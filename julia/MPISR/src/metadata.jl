@@ -4,9 +4,11 @@
 # from the protobuf, so this file walks the protobuf wire format directly (encoding
 # documented at https://protobuf.dev/programming-guides/encoding/): a message is a
 # sequence of (key, payload) records, key = field_number << 3 | wire_type.
-# In onnx.proto, ModelProto.metadata_props is field 14, a repeated
-# StringStringEntryProto whose `key` is field 1 and `value` is field 2.
+# In onnx.proto, ModelProto.ir_version is field 1 (a varint) and
+# ModelProto.metadata_props is field 14, a repeated StringStringEntryProto whose `key`
+# is field 1 and `value` is field 2.
 
+const MODELPROTO_IR_VERSION = 1
 const MODELPROTO_METADATA_PROPS = 14
 const ENTRY_KEY = 1
 const ENTRY_VALUE = 2
@@ -36,8 +38,19 @@ end
 The `(field_number, byte_range)` of every length-delimited record of one protobuf
 message; records of the other wire types are skipped.
 """
-function length_delimited_fields(bytes::AbstractVector{UInt8})
+length_delimited_fields(bytes::AbstractVector{UInt8}) = protobuf_fields(bytes)[1]
+
+"""
+    varint_fields(bytes) -> Vector{Tuple{Int, UInt64}}
+
+The `(field_number, value)` of every varint record of one protobuf message.
+"""
+varint_fields(bytes::AbstractVector{UInt8}) = protobuf_fields(bytes)[2]
+
+# One pass over a message: (length-delimited records, varint records).
+function protobuf_fields(bytes::AbstractVector{UInt8})
     fields = Tuple{Int, UnitRange{Int}}[]
+    varints = Tuple{Int, UInt64}[]
     pos = 1
     n = length(bytes)
     while pos <= n
@@ -45,7 +58,8 @@ function length_delimited_fields(bytes::AbstractVector{UInt8})
         field = Int(key >> 3)
         wire = Int(key & 0x07)
         if wire == 0
-            _, pos = read_varint(bytes, pos)
+            value, pos = read_varint(bytes, pos)
+            push!(varints, (field, value))
         elseif wire == 1
             pos += 8
         elseif wire == 2
@@ -61,7 +75,25 @@ function length_delimited_fields(bytes::AbstractVector{UInt8})
         end
     end
     pos == n + 1 || throw(ArgumentError("truncated protobuf message"))
-    return fields
+    return fields, varints
+end
+
+"""
+    onnx_ir_version(path) -> Int
+
+The `ir_version` of the ONNX model stored at `path` (0 when the file does not record one).
+"""
+function onnx_ir_version(path::AbstractString)
+    varints = try
+        varint_fields(read(path))
+    catch err
+        err isa ArgumentError || rethrow()
+        throw(ArgumentError("$path: not a readable ONNX model ($(err.msg))"))
+    end
+    for (field, value) in varints
+        field == MODELPROTO_IR_VERSION && return Int(value)
+    end
+    return 0
 end
 
 """

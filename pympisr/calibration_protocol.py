@@ -1,0 +1,768 @@
+"""Calibration protocol (R) of DESIGN section 12: one absolute noise floor per system matrix.
+
+A real calibration measures every frequency component with the same receive chain, so
+all components of one system matrix (SM) share one *absolute* noise floor. Relative to
+each component's own maximum the noise then spans from ~0.001 (strong low harmonics)
+to far above 1 (weak high harmonics). This protocol reproduces that situation on
+simulated SMs and scores restoration methods per relative-noise bin.
+
+Per SM ``i`` (``0 .. num_sms - 1``; everything is drawn from ``SeedSequence([seed, i])``):
+
+1. parameters from :func:`pympisr.simulation.parameters.sample_parameters` (2D) with
+   ``ranges={"samples_per_fwhm": (lo, hi), "grid": (12, 44)}``; by default even SMs draw
+   ``samples_per_fwhm`` from the training range (4, 12), odd ones from (12, 60);
+2. the clean SM is simulated (:func:`pympisr.simulation.simulate_system_matrix`, all
+   frequencies) and the components that carry signal are chosen with the dataset rule
+   (:func:`pympisr.simulation.generate.default_rule`: ``k >= 1`` and energy >= 1e-5 x the
+   largest energy, at most 400); the SM handed to the methods holds the frequency bins
+   of these components (all 3 channels);
+3. the noise floor (:class:`NoiseFloor`): per-part standard deviation
+   ``sigma_abs = f * max|S|`` with ``f`` log-uniform in ``fraction_range`` (default
+   1e-4 .. 1e-2: the strongest components get relative noise 1e-4 .. 1e-2, weak ones
+   far above 1), white by default or shaped over frequency by the per-frequency
+   background standard deviation of a real MDF file (:func:`real_noise_profile`,
+   scaled to median 1 over the SM's frequencies);
+   the result is the true per-component noise std ``noise_std`` (C, K) in the SM's
+   units, and the noisy SM is ``S + N`` with complex white Gaussian ``N`` of that std
+   per part;
+4. every method maps ``(noisy SM, noise_std)`` to a restored SM (:data:`RestorationMethod`);
+5. per kept component ``(c, k)``: relative noise ``noise_std[c, k] / max|S[c, k]|``, its
+   bin (:data:`BIN_LABELS`, lower edges inclusive), and PSNR and SSIM of
+   :mod:`pympisr.metrics` against the clean component (both normalised by the clean
+   component's maximum magnitude, DESIGN section 7).
+
+DCT-F gets the true per-component sigma and, for each bin, the threshold factor of
+``dct_factors`` (default 1.0 .. 3.5) with the best mean PSNR *on the evaluated data
+itself* (an oracle choice, favourable to DCT-F); the chosen factors are reported.
+
+Summaries: mean and 95 % t-interval (:func:`pympisr.metrics.mean_ci`) and counts per
+(stratum, bin, method); strata are ``all``, ``inside`` (effective samples per FWHM
+<= 12, the training range) and ``beyond`` (> 12). Acceptance (DESIGN section 12): a
+method passes a bin if its mean PSNR is not more than 0.3 dB below the better of noisy
+and DCT-F.
+"""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .atomic import atomic_output
+from .metrics import mean_ci, psnr, ssim
+from .system_matrix import SystemMatrix
+
+__all__ = [
+    "ACCEPT_TOLERANCE_DB",
+    "BIN_EDGES",
+    "BIN_LABELS",
+    "DCT_FACTORS",
+    "DEFAULT_DCT_FACTOR",
+    "DEFAULT_SPF_RANGES",
+    "TUNED_DCT_FACTORS",
+    "CalibrationCase",
+    "CalibrationResult",
+    "NoiseFloor",
+    "RestorationMethod",
+    "calibration_output_paths",
+    "dct_method",
+    "default_methods",
+    "effective_samples_per_fwhm",
+    "evaluate_calibration",
+    "markdown_tables",
+    "model_label",
+    "mpifiles_snr",
+    "noisy_method",
+    "plot_calibration",
+    "pympisr_method",
+    "real_noise_profile",
+    "relative_noise_bin",
+    "restore_accepts_noise",
+    "simulate_case",
+    "simulate_clean",
+    "spf_stratum",
+    "write_calibration_results",
+]
+
+RestorationMethod = Callable[[SystemMatrix, np.ndarray], SystemMatrix]
+"""``method(sm, noise_std) -> SystemMatrix``: ``sm.data`` complex64 (C, K, Nz, Ny, Nx),
+``noise_std`` float (C, K), the true per-part noise std of each component in the SM's
+units; returns a new SM of the same shape (``sm`` is not modified)."""
+
+BIN_EDGES: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+BIN_LABELS: tuple[str, ...] = ("<0.003", "0.003-0.01", "0.01-0.03", "0.03-0.1", "0.1-0.3",
+                               "0.3-1", ">1")
+DCT_FACTORS: tuple[float, ...] = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5)
+DEFAULT_DCT_FACTOR = 2.0  # pympisr.baselines.dct.DEFAULT_THRESHOLD (tuned there)
+# Per-bin DCT-F factors the calibration protocol chose (best mean PSNR over DCT_FACTORS)
+# on 12 SMs, seed 0, default floor (python benchmarks/bench_protocols.py); the image
+# protocol's default DCT-F uses them.
+TUNED_DCT_FACTORS: dict[str, float] = {"<0.003": 1.5, "0.003-0.01": 1.5, "0.01-0.03": 2.0,
+                                       "0.03-0.1": 2.0, "0.1-0.3": 2.5, "0.3-1": 2.5,
+                                       ">1": 2.5}
+DEFAULT_SPF_RANGES: tuple[tuple[float, float], ...] = ((4.0, 12.0), (12.0, 60.0))
+GRID_RANGE: tuple[int, int] = (12, 44)
+TRAINING_SPF_MAX = 12.0
+ACCEPT_TOLERANCE_DB = 0.3
+NOISY = "noisy"
+CLEAN = "clean"
+DCT = "DCT-F"
+
+
+# ---------------------------------------------------------------------- methods
+def noisy_method(sm: SystemMatrix, noise_std: np.ndarray) -> SystemMatrix:
+    """The identity: the measured (noisy) SM itself (a copy)."""
+    return sm.replace(data=sm.data.copy())
+
+
+def dct_method(factor: float | Mapping[str, float]) -> RestorationMethod:
+    """DCT-F (:func:`pympisr.baselines.dct.dct_denoise`) with the true per-component sigma
+    and soft threshold ``factor * sigma``.
+
+    ``factor`` is one number, or a mapping from relative-noise bin label
+    (:data:`BIN_LABELS`) to factor, e.g. the per-bin factors the calibration protocol
+    tuned (``CalibrationResult.dct_factor``). With a mapping, a component's bin is taken
+    from ``noise_std / m``, where the clean maximum (unknown to a method) is estimated
+    from the measured one as ``m = max|S_meas| - sigma sqrt(2 ln N)`` (the typical
+    maximum of the noise magnitude over N voxels removed; pure-noise components get
+    ``m ~ 0``, i.e. bin ``>1``); bins missing from the mapping use
+    :data:`DEFAULT_DCT_FACTOR`.
+    """
+    from .baselines.dct import dct_denoise
+
+    table = dict(factor) if isinstance(factor, Mapping) else None
+    values = list(table.values()) if table is not None else [factor]
+    if table is not None and not set(table) <= set(BIN_LABELS):
+        raise ValueError(f"unknown bins {sorted(set(table) - set(BIN_LABELS))}; known: "
+                         f"{BIN_LABELS}")
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 for v in values):
+        raise ValueError(f"DCT-F factors must be finite and >= 0, got {factor!r}")
+
+    def method(sm: SystemMatrix, noise_std: np.ndarray) -> SystemMatrix:
+        std = _check_noise_std(sm, noise_std)
+        data = sm.data[:, :, 0] if sm.dims == 2 else sm.data            # (C, K, [Nz,] Ny, Nx)
+        if table is None:
+            out = dct_denoise(data, std, threshold=float(factor),  # type: ignore[arg-type]
+                              dims=sm.dims)
+        else:
+            flat = np.abs(data).reshape(*std.shape, -1)
+            peaks = flat.max(axis=-1) - std * np.sqrt(2 * np.log(max(flat.shape[-1], 2)))
+            bins = relative_noise_bin(std / np.maximum(peaks, np.finfo(np.float32).tiny))
+            out = np.empty_like(data)
+            for b in np.unique(bins):
+                chosen = bins == b
+                out[chosen] = dct_denoise(data[chosen], std[chosen], dims=sm.dims,
+                                          threshold=float(table.get(BIN_LABELS[b],
+                                                                    DEFAULT_DCT_FACTOR)))
+        out = out[:, :, None] if sm.dims == 2 else out
+        return sm.replace(data=np.asarray(out, dtype=np.complex64))
+
+    method.__name__ = "dct_method"
+    method.factor = factor  # type: ignore[attr-defined]
+    return method
+
+
+def restore_accepts_noise() -> bool:
+    """Whether :func:`pympisr.restoration.restore.restore_system_matrix` takes ``noise=``."""
+    from .restoration.restore import restore_system_matrix
+
+    return "noise" in inspect.signature(restore_system_matrix).parameters
+
+
+def pympisr_method(model: str | os.PathLike[str] | Any | None = None,
+                   **kwargs: Any) -> RestorationMethod:
+    """pympisr restoration: ``restore_system_matrix(sm, model=model, noise=noise_std,
+    progress=False, **kwargs)``.
+
+    ``noise=`` is passed only if the installed ``restore_system_matrix`` has that
+    parameter (:func:`restore_accepts_noise`); otherwise the restoration is blind. A model
+    name or path is loaded once per dimensionality (an ``OnnxRestorer`` is reused).
+    """
+    from .restoration.restore import restore_system_matrix
+    from .restoration.runtime import OnnxRestorer
+
+    with_noise = restore_accepts_noise()
+    loaded: dict[int, Any] = {}
+
+    def method(sm: SystemMatrix, noise_std: np.ndarray) -> SystemMatrix:
+        std = _check_noise_std(sm, noise_std)
+        chosen = model
+        if not isinstance(model, OnnxRestorer):
+            if sm.dims not in loaded:
+                from .model_zoo import resolve_model
+
+                loaded[sm.dims] = OnnxRestorer(resolve_model(model, task="denoise",
+                                                             dims=sm.dims))
+            chosen = loaded[sm.dims]
+        extra = dict(kwargs)
+        if with_noise:
+            extra["noise"] = std
+        return restore_system_matrix(sm, model=chosen, progress=False, **extra)
+
+    method.passes_noise = with_noise  # type: ignore[attr-defined]
+    return method
+
+
+def default_methods(models: Sequence[str | None] = (None,), *, dct: bool = True
+                    ) -> dict[str, RestorationMethod]:
+    """``{"noisy", ["DCT-F"], <model labels>}`` (:func:`model_label`; None = the default
+    shipped model); the DCT-F entry has :data:`DEFAULT_DCT_FACTOR` (the calibration
+    protocol tunes it per bin, the image protocol sets its own factor)."""
+    methods: dict[str, RestorationMethod] = {NOISY: noisy_method}
+    if dct:
+        methods[DCT] = dct_method(DEFAULT_DCT_FACTOR)
+    for model in models:
+        methods[model_label(model)] = pympisr_method(model)
+    return methods
+
+
+def model_label(model: str | os.PathLike[str] | None) -> str:
+    """Column name of a pympisr model: the manifest's default name, or the file stem."""
+    if model is None:
+        from .model_zoo import default_model
+
+        try:
+            return "pympisr:" + str(default_model("denoise", 2).entry["name"])
+        except Exception:  # noqa: BLE001 - only a label
+            return "pympisr"
+    return "pympisr:" + Path(os.fspath(model)).stem
+
+
+def _check_noise_std(sm: SystemMatrix, noise_std: np.ndarray) -> np.ndarray:
+    std = np.asarray(noise_std, dtype=np.float64)
+    if std.shape != sm.data.shape[:2]:
+        raise ValueError(f"noise_std must be (C, K) = {sm.data.shape[:2]}, got {std.shape}")
+    if not np.all(np.isfinite(std)) or np.any(std < 0):
+        raise ValueError("noise_std must be finite and >= 0")
+    return std
+
+
+# ---------------------------------------------------------------------- noise floor
+def real_noise_profile(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-(channel, frequency) noise std of a real MDF file: ``(frequencies (K,) Hz,
+    std (C, K))`` in the file's units.
+
+    From the background frames if the file has at least 2, else from all calibration
+    positions (for an essentially empty calibration such as the DAQ bring-up file
+    ``daq_systemMatrix_v2.0.mdf`` of ``../shared/data/real``). The std is
+    ``sqrt(mean |x - mean x|^2 / 2)`` (per part) over frames/positions.
+    """
+    import pympisr
+
+    sm = pympisr.load_system_matrix(path, bg_correction=False)
+    if sm.background is not None and sm.background.shape[0] >= 2:
+        frames = np.asarray(sm.background, np.complex128)                      # (E, C, K)
+    else:
+        c, k = sm.data.shape[:2]
+        frames = np.moveaxis(sm.data.reshape(c, k, -1), -1, 0).astype(np.complex128)
+        if frames.shape[0] < 2:
+            raise ValueError(f"{path}: fewer than 2 frames or positions to estimate noise")
+    dev = frames - frames.mean(axis=0, keepdims=True)
+    return np.asarray(sm.frequencies, np.float64), np.sqrt(np.mean(np.abs(dev) ** 2, axis=0) / 2)
+
+
+@dataclass(frozen=True)
+class NoiseFloor:
+    """One absolute noise floor per SM (module docstring, step 3).
+
+    Attributes
+    ----------
+    fraction_range:
+        ``(low, high)``: ``sigma_abs / max|S|`` is drawn log-uniformly in this range.
+    profile:
+        None (white: the same std for every component), or ``(frequencies (K_src,) Hz,
+        std (C_src, K_src))`` from :func:`real_noise_profile`: the std of component
+        ``(c, k)`` follows the source's std at the nearest positive source frequency
+        (channel ``c mod C_src``), normalised to median 1 over the target components.
+    source:
+        Where the profile came from (a file name), for the report.
+    """
+
+    fraction_range: tuple[float, float] = (1e-4, 1e-2)
+    profile: tuple[np.ndarray, np.ndarray] | None = None
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        low, high = (float(v) for v in self.fraction_range)
+        if not (0 < low <= high and math.isfinite(high)):
+            raise ValueError(f"fraction_range must satisfy 0 < low <= high, got "
+                             f"{self.fraction_range}")
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> NoiseFloor:
+        """A floor shaped by the background of a real MDF file (:func:`real_noise_profile`)."""
+        return cls(profile=real_noise_profile(path), source=os.fspath(path), **kwargs)
+
+    @property
+    def kind(self) -> str:
+        return "white" if self.profile is None else f"real-profile ({self.source or 'array'})"
+
+    def shape(self, frequencies: np.ndarray, channels: int) -> np.ndarray:
+        """Relative std per component, float64 (channels, K), median 1 (all ones if white)."""
+        freqs = np.asarray(frequencies, np.float64)
+        if self.profile is None:
+            return np.ones((channels, freqs.size))
+        src_f, src_std = (np.asarray(a, np.float64) for a in self.profile)
+        positive = np.flatnonzero(src_f > 0)
+        nearest = positive[np.argmin(np.abs(freqs[:, None] - src_f[positive][None, :]), axis=1)]
+        std = src_std[np.arange(channels) % src_std.shape[0]][:, nearest]
+        median = float(np.median(std[std > 0])) if np.any(std > 0) else 1.0
+        return np.maximum(std / median, 1e-3)
+
+    def draw(self, sm: SystemMatrix, rng: np.random.Generator) -> tuple[float, np.ndarray]:
+        """``(fraction, noise_std (C, K))`` for the clean SM ``sm``; ``noise_std`` is in
+        the SM's units, ``fraction * max|S|`` times the shape."""
+        low, high = self.fraction_range
+        fraction = float(np.exp(rng.uniform(np.log(low), np.log(high))))
+        peak = float(np.abs(sm.data).max())
+        return fraction, fraction * peak * self.shape(sm.frequencies, sm.num_channels)
+
+
+def complex_noise(noise_std: np.ndarray, spatial: tuple[int, ...],
+                  rng: np.random.Generator) -> np.ndarray:
+    """Complex white Gaussian noise (C, K, *spatial), per-part std ``noise_std`` (C, K)."""
+    std = np.asarray(noise_std, np.float64).reshape(*np.shape(noise_std), *[1] * len(spatial))
+    shape = (*np.shape(noise_std), *spatial)
+    return (std * (rng.standard_normal(shape) + 1j * rng.standard_normal(shape))).astype(
+        np.complex64)
+
+
+def mpifiles_snr(noisy: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """Per-component SNR the MPIFiles way (DESIGN section 11), float32 (C, K).
+
+    ``max_voxels |S_fg - mean(S_bg)| / mean |diff(S_bg)|`` with ``noisy`` (C, K, ...)
+    the foreground (calibration positions) and ``background`` (E, C, K) empty frames.
+    """
+    bg = np.asarray(background, np.complex128)
+    c, k = bg.shape[1:]
+    fg = np.asarray(noisy).reshape(c, k, -1)
+    signal = np.abs(fg - bg.mean(axis=0)[..., None]).max(axis=-1)
+    noise = np.abs(np.diff(bg, axis=0)).mean(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(noise > 0, signal / noise, np.inf).astype(np.float32)
+
+
+# ---------------------------------------------------------------------- simulation
+def effective_samples_per_fwhm(params: Any) -> float:
+    """Mean over the planar axes (x, y; all three in 3D) of ``N_axis * FWHM_axis /
+    FOV_axis`` with the 1D Langevin FWHM ``4.16 / (beta |G_axis|)``: the sampling the SM
+    really has after the grid was clipped to its range."""
+    from .simulation.parameters import FWHM_FACTOR
+
+    axes = 2 if params.dims == 2 else 3
+    fwhm = FWHM_FACTOR / (params.beta * np.abs(np.asarray(params.gradient)[:axes]))
+    return float(np.mean(np.asarray(params.grid[:axes]) * fwhm / np.asarray(params.fov)[:axes]))
+
+
+def spf_stratum(spf: float) -> str:
+    """``"inside"`` (effective samples per FWHM <= 12, the training range) or ``"beyond"``."""
+    return "inside" if spf <= TRAINING_SPF_MAX else "beyond"
+
+
+def simulate_clean(index: int, seed: int, spf_range: tuple[float, float], *,
+                   grid_range: tuple[int, int] = GRID_RANGE) -> tuple[SystemMatrix, Any]:
+    """Clean 2D SM number ``index`` (all frequencies) and its parameters; the sampler seed
+    is drawn from ``SeedSequence([seed, index])``."""
+    from .simulation.parameters import sample_parameters
+    from .simulation.system_matrix import simulate_system_matrix
+
+    sampler_seed = int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
+    params = sample_parameters(sampler_seed, dims=2, ranges={
+        "samples_per_fwhm": tuple(spf_range), "grid": tuple(grid_range)})
+    return simulate_system_matrix(params), params
+
+
+def case_rng(seed: int, index: int, stream: int) -> np.random.Generator:
+    """Generator of random stream ``stream`` (0 noise floor, 1 SM noise, 2 background,
+    3 measurement) of SM ``index``."""
+    return np.random.default_rng([int(seed), int(index), 1000 + int(stream)])
+
+
+def spf_range_of(index: int, spf_ranges: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """The samples-per-FWHM range of SM ``index``: the ranges are used in turn."""
+    return tuple(spf_ranges[index % len(spf_ranges)])  # type: ignore[return-value]
+
+
+@dataclass
+class CalibrationCase:
+    """One simulated calibration of the protocol.
+
+    ``clean``/``noisy``: SMs (3, K_sel, 1, Ny, Nx) on the frequency bins of the kept
+    components; ``pairs`` (M, 2) ``(channel, position in K_sel)`` of the kept components;
+    ``noise_std`` (3, K_sel) true per-part std; ``relative_noise`` (M,).
+    """
+
+    index: int
+    params: Any
+    clean: SystemMatrix
+    noisy: SystemMatrix
+    pairs: np.ndarray
+    noise_std: np.ndarray
+    relative_noise: np.ndarray
+    fraction: float
+    spf_range: tuple[float, float]
+    spf: float
+
+    @property
+    def stratum(self) -> str:
+        return spf_stratum(self.spf)
+
+
+def simulate_case(index: int, seed: int, spf_range: tuple[float, float],
+                  floor: NoiseFloor | None = None, *, grid_range: tuple[int, int] = GRID_RANGE
+                  ) -> CalibrationCase:
+    """Simulate SM ``index``, keep its signal components and add the noise floor."""
+    from .simulation.generate import default_rule
+
+    floor = floor or NoiseFloor()
+    full, params = simulate_clean(index, seed, spf_range, grid_range=grid_range)
+    flat = full.data.reshape(full.num_channels, full.num_frequencies, -1)
+    energy = np.einsum("ckn,ckn->ck", flat.real, flat.real, dtype=np.float64)
+    energy += np.einsum("ckn,ckn->ck", flat.imag, flat.imag, dtype=np.float64)
+    kept = default_rule(2).select(energy)                                 # (M, 2) (c, bin)
+    bins = np.unique(kept[:, 1])
+    clean = full.replace(data=full.data[:, bins], frequencies=full.frequencies[bins],
+                         frequency_indices=full.frequency_indices[bins])
+    pairs = np.stack([kept[:, 0], np.searchsorted(bins, kept[:, 1])], axis=1)
+    fraction, noise_std = floor.draw(full, case_rng(seed, index, 0))
+    noise_std = noise_std[:, bins]
+    noise = complex_noise(noise_std, clean.spatial_shape, case_rng(seed, index, 1))
+    noisy = clean.replace(data=clean.data + noise)
+    background = complex_noise(noise_std, (20,), case_rng(seed, index, 2))   # (C, K, E)
+    noisy.snr = mpifiles_snr(noisy.data, np.moveaxis(background, -1, 0))
+    peaks = np.abs(flat[kept[:, 0], kept[:, 1]]).max(axis=-1)
+    relative = noise_std[pairs[:, 0], pairs[:, 1]] / peaks
+    return CalibrationCase(index=index, params=params, clean=clean, noisy=noisy, pairs=pairs,
+                           noise_std=noise_std, relative_noise=relative, fraction=fraction,
+                           spf_range=tuple(spf_range), spf=effective_samples_per_fwhm(params))
+
+
+def relative_noise_bin(relative: np.ndarray | float) -> np.ndarray:
+    """Bin index (0 .. 6, into :data:`BIN_LABELS`) of relative noise values; each bin
+    includes its lower edge (0.003 falls into ``0.003-0.01``)."""
+    return np.searchsorted(np.asarray(BIN_EDGES), np.asarray(relative, np.float64), side="right")
+
+
+# ---------------------------------------------------------------------- evaluation
+@dataclass
+class CalibrationResult:
+    """Per-component records, DCT-F tuning and timings of :func:`evaluate_calibration`.
+
+    ``records``: one dict per (SM, kept component, method) with ``sm``, ``stratum``,
+    ``spf``, ``grid``, ``fraction``, ``channel``, ``frequency_index``, ``relative_noise``,
+    ``bin``, ``method``, ``psnr`` (dB), ``ssim``. ``dct_tuning[bin][factor]`` = mean PSNR;
+    ``dct_factor[bin]`` = chosen factor. ``cases``: per-SM facts.
+    """
+
+    records: list[dict[str, Any]]
+    methods: list[str]
+    dct_tuning: dict[str, dict[float, float]]
+    dct_factor: dict[str, float]
+    cases: list[dict[str, Any]]
+    seconds: dict[str, float]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def strata(self) -> list[str]:
+        present = {r["stratum"] for r in self.records}
+        return ["all"] + [s for s in ("inside", "beyond") if s in present]
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Mean and 95 % CI of PSNR and SSIM and the count per (stratum, bin, method)."""
+        groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+        for r in self.records:
+            for stratum in ("all", r["stratum"]):
+                groups.setdefault((stratum, r["bin"], r["method"]), []).append(r)
+        rows = []
+        for stratum in self.strata():
+            for label in BIN_LABELS:
+                for method in self.methods:
+                    group = groups.get((stratum, label, method))
+                    if not group:
+                        continue
+                    row: dict[str, Any] = {"stratum": stratum, "bin": label, "method": method,
+                                           "n": len(group)}
+                    for metric in ("psnr", "ssim"):
+                        mean, low, high = mean_ci([g[metric] for g in group])
+                        row.update({metric: mean, f"{metric}_low": low, f"{metric}_high": high})
+                    if method == DCT:
+                        row["dct_factor"] = self.dct_factor.get(label)
+                    rows.append(row)
+        return rows
+
+    def acceptance(self) -> list[dict[str, Any]]:
+        """Per (stratum, bin, pympisr method): PSNR margin over max(noisy, DCT-F) and
+        whether it is >= -0.3 dB (DESIGN section 12)."""
+        table = {(r["stratum"], r["bin"], r["method"]): r for r in self.summary()}
+        out = []
+        for (stratum, label, method), row in table.items():
+            if method in (NOISY, DCT, CLEAN):
+                continue
+            refs = [table[(stratum, label, m)]["psnr"] for m in (NOISY, DCT)
+                    if (stratum, label, m) in table]
+            if not refs:
+                continue
+            margin = row["psnr"] - max(refs)
+            out.append({"stratum": stratum, "bin": label, "method": method, "n": row["n"],
+                        "margin_db": margin, "passes": bool(margin >= -ACCEPT_TOLERANCE_DB)})
+        return out
+
+
+def _scores(out: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
+    return psnr(out, clean), ssim(out, clean)
+
+
+def evaluate_calibration(num_sms: int = 12, *, seed: int = 0,
+                         methods: Mapping[str, RestorationMethod] | None = None,
+                         spf_ranges: Sequence[tuple[float, float]] = DEFAULT_SPF_RANGES,
+                         floor: NoiseFloor | None = None,
+                         dct_factors: Sequence[float] | None = DCT_FACTORS,
+                         grid_range: tuple[int, int] = GRID_RANGE,
+                         progress: bool = True) -> CalibrationResult:
+    """Run the calibration protocol (module docstring) on ``num_sms`` simulated SMs.
+
+    Parameters
+    ----------
+    methods:
+        ``name -> method(sm, noise_std)`` (:data:`RestorationMethod`); default
+        :func:`default_methods` (noisy, DCT-F, shipped default model). A method named
+        ``"noisy"`` is always evaluated; an entry ``"DCT-F"`` is replaced by the
+        per-bin tuned DCT-F over ``dct_factors`` (pass ``dct_factors=None`` to evaluate
+        the given DCT-F entry as is).
+    spf_ranges:
+        Samples-per-FWHM ranges used in turn by SM 0, 1, 2, ...
+    floor:
+        The noise floor (default :class:`NoiseFloor()`: white, fraction 1e-4 .. 1e-2).
+    """
+    from tqdm.auto import tqdm
+
+    if num_sms < 1:
+        raise ValueError(f"num_sms must be >= 1, got {num_sms}")
+    floor = floor or NoiseFloor()
+    methods = dict(default_methods() if methods is None else methods)
+    methods.setdefault(NOISY, noisy_method)
+    tune = DCT in methods and dct_factors is not None
+    if tune:
+        methods.pop(DCT)
+        factors = [float(f) for f in dct_factors]  # type: ignore[union-attr]
+        if not factors:
+            raise ValueError("dct_factors must not be empty")
+    others = [n for n in methods if n not in (NOISY, DCT)]
+    names = [NOISY] + ([DCT] if tune or DCT in methods else []) + others
+    seconds = {name: 0.0 for name in names}
+    records: list[dict[str, Any]] = []
+    tuning: list[dict[str, Any]] = []      # DCT-F per factor, per component
+    cases: list[dict[str, Any]] = []
+    for i in tqdm(range(num_sms), desc="calibration protocol", unit="SM", disable=not progress):
+        case = simulate_case(i, seed, spf_range_of(i, spf_ranges), floor, grid_range=grid_range)
+        bins = relative_noise_bin(case.relative_noise)
+        clean = case.clean.data[case.pairs[:, 0], case.pairs[:, 1], 0]     # (M, Ny, Nx)
+        base = [{"sm": i, "stratum": case.stratum, "spf": round(case.spf, 3),
+                 "grid": "x".join(map(str, case.params.grid[:2])),
+                 "fraction": case.fraction, "channel": int(c),
+                 "frequency_index": int(case.clean.frequency_indices[k]),
+                 "relative_noise": float(rel), "bin": BIN_LABELS[int(b)]}
+                for (c, k), rel, b in zip(case.pairs, case.relative_noise, bins)]
+        outputs: list[tuple[str, float | None, np.ndarray]] = []
+        for name, method in methods.items():
+            tic = time.perf_counter()
+            restored = method(case.noisy, case.noise_std)
+            seconds[name] += time.perf_counter() - tic
+            outputs.append((name, None, restored.data))
+        if tune:
+            for factor in factors:
+                tic = time.perf_counter()
+                restored = dct_method(factor)(case.noisy, case.noise_std)
+                seconds[DCT] += (time.perf_counter() - tic) / len(factors)
+                outputs.append((DCT, factor, restored.data))
+        for name, factor, data in outputs:
+            if data.shape != case.noisy.data.shape:
+                raise ValueError(f"method {name!r} returned shape {data.shape}, expected "
+                                 f"{case.noisy.data.shape}")
+            comps = data[case.pairs[:, 0], case.pairs[:, 1], 0]
+            for j, row in enumerate(base):
+                p, s = _scores(comps[j], clean[j])
+                target = records if factor is None else tuning
+                target.append({**row, "method": name, "psnr": p, "ssim": s}
+                              | ({} if factor is None else {"factor": factor}))
+        cases.append({"sm": i, "grid": list(case.params.grid[:2]), "spf": case.spf,
+                      "spf_sampled": float(case.params.extra.get("samples_per_fwhm", math.nan)),
+                      "spf_range": list(case.spf_range), "stratum": case.stratum,
+                      "floor_fraction": case.fraction, "kept_components": int(len(base)),
+                      "relative_noise_min": float(case.relative_noise.min()),
+                      "relative_noise_max": float(case.relative_noise.max())})
+    dct_tuning: dict[str, dict[float, float]] = {}
+    dct_factor: dict[str, float] = {}
+    if tune:
+        for label in BIN_LABELS:
+            rows = [t for t in tuning if t["bin"] == label]
+            if not rows:
+                continue
+            dct_tuning[label] = {f: float(np.mean([t["psnr"] for t in rows if t["factor"] == f]))
+                                 for f in factors}
+            best = max(factors, key=lambda f: dct_tuning[label][f])
+            dct_factor[label] = best
+            records.extend({k: v for k, v in t.items() if k != "factor"}
+                           for t in rows if t["factor"] == best)
+    settings = {"num_sms": num_sms, "seed": seed, "spf_ranges": [list(r) for r in spf_ranges],
+                "grid_range": list(grid_range), "floor": floor.kind,
+                "floor_fraction_range": list(floor.fraction_range),
+                "dct_factors": None if not tune else factors,
+                "restore_gets_noise": restore_accepts_noise()}
+    return CalibrationResult(records, names, dct_tuning, dct_factor, cases, seconds, settings)
+
+
+# ---------------------------------------------------------------------- reporting
+def _fmt(row: Mapping[str, Any], metric: str, digits: int) -> str:
+    mean, low, high = row[metric], row[f"{metric}_low"], row[f"{metric}_high"]
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {(high - low) / 2:.{digits}f}"
+
+
+def markdown_tables(result: CalibrationResult) -> str:
+    """One table per stratum: rows = relative-noise bins, columns = methods, cells
+    ``PSNR ± CI / SSIM ± CI``; then DCT-F factors and the acceptance check."""
+    summary = result.summary()
+    blocks = []
+    for stratum in result.strata():
+        rows = {(r["bin"], r["method"]): r for r in summary if r["stratum"] == stratum}
+        sms = len({r["sm"] for r in result.records if stratum in ("all", r["stratum"])})
+        title = {"all": "All SMs", "inside": "Inside the training range (samples/FWHM <= 12)",
+                 "beyond": "Beyond the training range (samples/FWHM > 12)"}[stratum]
+        lines = [f"**Calibration protocol: {title}** ({sms} SMs; PSNR dB / SSIM, mean ± 95% CI)",
+                 "", "| rel. noise | n | " + " | ".join(result.methods) + " |",
+                 "|---" * (len(result.methods) + 2) + "|"]
+        for label in BIN_LABELS:
+            cells = [f"{_fmt(rows[(label, m)], 'psnr', 2)} / {_fmt(rows[(label, m)], 'ssim', 3)}"
+                     if (label, m) in rows else "" for m in result.methods]
+            n = rows[(label, NOISY)]["n"] if (label, NOISY) in rows else 0
+            if n:
+                lines.append(f"| {label} | {n} | " + " | ".join(cells) + " |")
+        blocks.append("\n".join(lines))
+    if result.dct_factor:
+        blocks.append("DCT-F threshold factor per bin (oracle-tuned on these data, grid "
+                      f"{result.settings.get('dct_factors')}): "
+                      + ", ".join(f"{b}: {f:g}" for b, f in result.dct_factor.items()))
+    acc = [a for a in result.acceptance() if a["stratum"] == "all"]
+    if acc:
+        lines = ["**Acceptance** (mean PSNR minus max(noisy, DCT-F); pass if >= -0.3 dB)", "",
+                 "| method | " + " | ".join(BIN_LABELS) + " |",
+                 "|---" * (len(BIN_LABELS) + 1) + "|"]
+        for method in dict.fromkeys(a["method"] for a in acc):
+            by_bin = {a["bin"]: a for a in acc if a["method"] == method}
+            cells = [f"{by_bin[b]['margin_db']:+.2f} {'ok' if by_bin[b]['passes'] else 'FAIL'}"
+                     if b in by_bin else "" for b in BIN_LABELS]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        blocks.append("\n".join(lines))
+    count = len({(r["sm"], r["channel"], r["frequency_index"]) for r in result.records})
+    timing = ", ".join(f"{name} {1e3 * t / max(count, 1):.2f} ms"
+                       for name, t in result.seconds.items() if name != NOISY)
+    receives = "receives" if result.settings.get("restore_gets_noise") else "does NOT receive"
+    blocks.append(f"Noise floor: {result.settings.get('floor')}, sigma_abs / max|S| log-uniform "
+                  f"in {result.settings.get('floor_fraction_range')}; restore_system_matrix "
+                  f"{receives} the true noise std. Restoration time per component: "
+                  f"{timing}.")
+    return "\n\n".join(blocks) + "\n"
+
+
+def plot_calibration(result: CalibrationResult, path: str | os.PathLike[str], *,
+                     overwrite: bool = False) -> None:
+    """PSNR and SSIM (mean ± 95 % CI) per relative-noise bin and method, all SMs."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    summary = [r for r in result.summary() if r["stratum"] == "all"]
+    fig = Figure(figsize=(10, 4))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2)
+    positions = {label: i for i, label in enumerate(BIN_LABELS)}
+    for j, method in enumerate(result.methods):
+        rows = [r for r in summary if r["method"] == method]
+        x = np.array([positions[r["bin"]] for r in rows]) + 0.08 * (j - len(result.methods) / 2)
+        for ax, metric in zip(axes, ("psnr", "ssim")):
+            mean = np.array([r[metric] for r in rows])
+            half = np.array([(r[f"{metric}_high"] - r[f"{metric}_low"]) / 2
+                             if math.isfinite(r[f"{metric}_low"]) else 0.0 for r in rows])
+            ax.errorbar(x, mean, yerr=half, marker="o", ms=4, capsize=2, label=method)
+    for ax, label in zip(axes, ("PSNR (dB)", "SSIM")):
+        ax.set_xticks(range(len(BIN_LABELS)), BIN_LABELS, rotation=30, fontsize=8)
+        ax.set_xlabel("relative noise (std / component max |S|)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"Calibration protocol: {len(result.cases)} simulated 2D SMs, one noise floor "
+                 "per SM", fontsize=10)
+    fig.tight_layout()
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+
+
+def calibration_output_paths(out_dir: str | os.PathLike[str], *, overwrite: bool = False
+                             ) -> dict[str, Path]:
+    """Files of :func:`write_calibration_results`; raises FileExistsError if one exists and
+    not ``overwrite``."""
+    out = Path(out_dir)
+    paths = {"per_component": out / "calibration_per_component.csv",
+             "summary": out / "calibration_summary.csv", "table": out / "calibration_table.md",
+             "figure": out / "calibration.png", "metrics": out / "metrics.json"}
+    existing = [str(p) for p in paths.values() if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{', '.join(existing)}: exist; pass overwrite=True "
+                              "(--overwrite) to replace")
+    return paths
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]], overwrite: bool) -> None:
+    """``rows`` as CSV (header from the union of the keys, in first-seen order)."""
+    fields = list(dict.fromkeys(k for r in rows for k in r)) or ["empty"]
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def json_number(value: Any) -> Any:
+    """JSON-safe number: None for NaN/inf, rounded floats."""
+    if isinstance(value, (float, np.floating)):
+        return round(float(value), 5) if math.isfinite(value) else None
+    return value
+
+
+def write_calibration_results(result: CalibrationResult, out_dir: str | os.PathLike[str], *,
+                              overwrite: bool = False) -> dict[str, Path]:
+    """Write per-component and summary CSV, the markdown tables, a figure and metrics.json."""
+    paths = calibration_output_paths(out_dir, overwrite=overwrite)
+    summary = result.summary()
+    write_csv(paths["per_component"], result.records, overwrite)
+    write_csv(paths["summary"], summary, overwrite)
+    with atomic_output(paths["table"], overwrite=overwrite) as tmp:
+        tmp.write_text(markdown_tables(result))
+    metrics = {
+        "protocol": "calibration",
+        "definition": "pympisr.metrics PSNR (dB) / SSIM of each kept component against the "
+                      "clean one (unit-max normalised by the clean component); bins by "
+                      "relative noise = true per-part noise std / clean component max |S|; "
+                      "mean and 95% t-interval",
+        "settings": result.settings,
+        "summary": [{k: json_number(v) for k, v in r.items()} for r in summary],
+        "dct_factor": result.dct_factor,
+        "dct_tuning": {b: {f"{f:g}": json_number(v) for f, v in t.items()}
+                       for b, t in result.dct_tuning.items()},
+        "acceptance": [{k: json_number(v) for k, v in a.items()} for a in result.acceptance()],
+        "cases": [{k: json_number(v) for k, v in c.items()} for c in result.cases],
+        "seconds": {k: json_number(v) for k, v in result.seconds.items()},
+    }
+    with atomic_output(paths["metrics"], overwrite=overwrite) as tmp:
+        tmp.write_text(json.dumps(metrics, indent=1))
+    plot_calibration(result, paths["figure"], overwrite=overwrite)
+    return paths

@@ -1,0 +1,278 @@
+"""The :class:`Task` base class: everything that differs between restoration tasks.
+
+A task owns (issue 10, DESIGN sections 6, 8 and 11):
+
+* the degradation operator ``A`` (:mod:`pympisr.operators`) and the grid rule that maps
+  an input grid to the output grid (``"same"``, ``"scale"``: ``n s`` per axis,
+  ``"stride"``: ``s (n - 1) + 1`` per axis);
+* how a training sample is built from one clean component (:meth:`Task.make_sample`,
+  the seed paper's preprocessing of section 3.3 plus a noise-level input);
+* the training loss (:meth:`Task.loss`);
+* the network's inputs: ``sm`` (real/imag channels), ``sigma`` (the noise standard
+  deviation per component, FFDNet-style, Zhang et al. 2018) and, for inpainting,
+  ``mask``;
+* the classical baseline (:meth:`Task.baseline`) and how a restored component goes
+  back into a system matrix (:meth:`Task.output_geometry`).
+
+Training, export, the ONNX runtime, restore, evaluation, the CLI and the Julia package
+all ask the task; adding a task means one module here and one line in
+:data:`pympisr.tasks.TASK_CLASSES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..operators import LinearOperator
+
+__all__ = ["Placement", "SampleOptions", "Task", "complex_to_channels"]
+
+GRID_RULES = ("same", "scale", "stride")
+
+
+def complex_to_channels(x: np.ndarray) -> np.ndarray:
+    """One complex image ``(*spatial)`` -> float32 ``(2, *spatial)`` (real, imag)."""
+    return np.stack([x.real, x.imag], axis=0).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class SampleOptions:
+    """Parameters of the per-sample preprocessing (seed paper 3.3, DESIGN section 6).
+
+    Attributes
+    ----------
+    dims:
+        2 or 3 spatial axes.
+    patch_size:
+        Edge length of the network's *input* patch in pixels (the output patch follows
+        from the task's grid rule).
+    sigma_range:
+        ``(low, high)`` of the noise standard deviation of the real and of the imaginary
+        part, relative to the unit-max ground truth before the random scale.
+    sigma_distribution:
+        ``"uniform"`` on ``sigma_range``, or ``"loguniform"``: log-uniform on
+        ``sigma_range`` (low > 0) with probability ``1 - zero_fraction``, else 0, so
+        that relative noise from 1e-3 to above 1 (a real calibration's span, DESIGN
+        section 12) is covered evenly per decade.
+    zero_fraction:
+        Share of noise-free samples with ``"loguniform"``.
+    scale_range:
+        ``(low, high)`` of the uniform random amplitude scale.
+    """
+
+    dims: int = 2
+    patch_size: int = 32
+    sigma_range: tuple[float, float] = (0.0, 0.35)
+    sigma_distribution: str = "uniform"
+    zero_fraction: float = 0.05
+    scale_range: tuple[float, float] = (0.8, 1.2)
+
+    def __post_init__(self) -> None:
+        if self.dims not in (2, 3):
+            raise ValueError(f"dims must be 2 or 3, got {self.dims}")
+        if self.patch_size < 1:
+            raise ValueError(f"patch_size must be positive, got {self.patch_size}")
+        for name in ("sigma_range", "scale_range"):
+            lo, hi = getattr(self, name)
+            if not (np.isfinite(lo) and np.isfinite(hi) and 0 <= lo <= hi):
+                raise ValueError(f"{name} must satisfy 0 <= low <= high, got {(lo, hi)}")
+        if self.scale_range[0] <= 0:
+            raise ValueError("scale_range must be positive")
+        if self.sigma_distribution not in ("uniform", "loguniform"):
+            raise ValueError("sigma_distribution must be 'uniform' or 'loguniform', got "
+                             f"{self.sigma_distribution!r}")
+        if self.sigma_distribution == "loguniform" and self.sigma_range[0] <= 0:
+            raise ValueError("a log-uniform sigma_range needs low > 0")
+        if not 0 <= self.zero_fraction <= 1:
+            raise ValueError(f"zero_fraction must lie in [0, 1], got {self.zero_fraction}")
+
+    def draw_sigma(self, rng: np.random.Generator) -> float:
+        """One relative noise level from the configured distribution."""
+        lo, hi = self.sigma_range
+        if self.sigma_distribution == "uniform":
+            return float(rng.uniform(lo, hi))
+        if rng.random() < self.zero_fraction:
+            return 0.0
+        return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a (cropped) component lies in the training patch, per axis: source and
+    destination slices on the input grid and on the output grid."""
+
+    src_in: tuple[slice, ...]
+    dst_in: tuple[slice, ...]
+    src_out: tuple[slice, ...]
+    dst_out: tuple[slice, ...]
+
+
+class Task:
+    """Base class of the restoration tasks (module docstring).
+
+    Parameters
+    ----------
+    dims:
+        2 or 3 spatial axes.
+    scale_factor:
+        ``s`` of the super-resolution tasks (1 for denoising and inpainting).
+    """
+
+    name: str = ""
+    grid_rule: str = "same"
+    needs_mask: bool = False
+    baseline_name: str = ""
+
+    def __init__(self, dims: int = 2, scale_factor: int = 1) -> None:
+        if dims not in (2, 3):
+            raise ValueError(f"dims must be 2 or 3, got {dims!r}")
+        if int(scale_factor) != scale_factor or scale_factor < 1:
+            raise ValueError(f"scale_factor must be a positive integer, got {scale_factor!r}")
+        if self.grid_rule == "same" and scale_factor != 1:
+            raise ValueError(f"task {self.name!r} keeps the grid; scale_factor must be 1")
+        self.dims = int(dims)
+        self.scale_factor = int(scale_factor)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(dims={self.dims}, scale_factor={self.scale_factor})"
+
+    # -- grids ------------------------------------------------------------------------
+    def output_size(self, n: int) -> int:
+        """Output points along an axis with ``n`` input points (the grid rule)."""
+        s = self.scale_factor
+        return {"same": n, "scale": n * s, "stride": s * (n - 1) + 1}[self.grid_rule]
+
+    def output_grid(self, grid: Sequence[int]) -> tuple[int, ...]:
+        """Output spatial shape for an input spatial shape."""
+        return tuple(self.output_size(int(n)) for n in grid)
+
+    def input_grid(self, fine: Sequence[int]) -> tuple[int, ...]:
+        """The largest input grid whose output fits in the fine grid ``fine``."""
+        s = self.scale_factor
+        rule = {"same": lambda n: n, "scale": lambda n: n // s,
+                "stride": lambda n: (n - 1) // s + 1}[self.grid_rule]
+        return tuple(rule(int(n)) for n in fine)
+
+    def output_geometry(self, grid: Sequence[int], fov: Sequence[float],
+                        center: Sequence[float]) -> tuple[tuple[int, ...], np.ndarray,
+                                                          np.ndarray]:
+        """Grid, FOV (m) and centre (m) of the restored SM, all in (x, y, z) order.
+
+        ``"same"`` and ``"scale"`` keep FOV and centre (``"scale"``: voxel centres of
+        the finer grid). ``"stride"``: the measured positions are a subset of the
+        output grid, so the voxel size shrinks by ``s`` and the FOV becomes
+        ``N_out * voxel_out`` around the same centre (the first and last positions stay).
+        Axes of size 1 (2D) are kept.
+        """
+        grid = tuple(int(n) for n in grid)
+        fov = np.asarray(fov, dtype=np.float64)
+        out = tuple(n if n == 1 else self.output_size(n) for n in grid)
+        if self.grid_rule == "stride":
+            voxel = fov / np.asarray(grid) / self.scale_factor
+            fov = np.where(np.asarray(grid) == 1, fov, voxel * np.asarray(out))
+        return out, fov, np.asarray(center, dtype=np.float64)
+
+    # -- operator ---------------------------------------------------------------------
+    def operator(self, fine_shape: Sequence[int], mask: Any = None) -> LinearOperator:
+        """The degradation operator ``A`` for components of spatial shape ``fine_shape``
+        (``mask``: the inpainting mask, True = valid)."""
+        raise NotImplementedError
+
+    def training_crop(self, fine: Sequence[int]) -> tuple[int, ...]:
+        """Fine grid a training component is cropped to so that ``A`` maps it exactly
+        onto an input grid whose output grid is the crop itself."""
+        return self.output_grid(self.input_grid(fine))
+
+    def draw_mask(self, spatial: Sequence[int], rng: np.random.Generator) -> np.ndarray | None:
+        """A training mask (inpainting) or None."""
+        return None
+
+    # -- training samples -------------------------------------------------------------
+    def placement(self, grid_in: Sequence[int], patch: int,
+                  rng: np.random.Generator) -> Placement:
+        """Random placement of an input grid in a ``patch``-sized input box (zero
+        padding, or a random crop of a larger grid) and the matching output slices."""
+        s = 1 if self.grid_rule == "same" else self.scale_factor
+        parts: list[list[slice]] = [[], [], [], []]
+        for n in grid_in:
+            if n <= patch:
+                start, length, src0 = int(rng.integers(0, patch - n + 1)), n, 0
+                dst0 = start
+            else:
+                src0, length, dst0 = int(rng.integers(0, n - patch + 1)), patch, 0
+            out_len = self.output_size(length)
+            parts[0].append(slice(src0, src0 + length))
+            parts[1].append(slice(dst0, dst0 + length))
+            parts[2].append(slice(src0 * s, src0 * s + out_len))
+            parts[3].append(slice(dst0 * s, dst0 * s + out_len))
+        return Placement(*(tuple(p) for p in parts))
+
+    def make_sample(self, clean: np.ndarray, rng: np.random.Generator,
+                    options: SampleOptions) -> dict[str, torch.Tensor]:
+        """One training sample from a clean complex component (``(H, W)``/``(D, H, W)``).
+
+        1. ``g = S / max|S|``, rotated by a random phase and scaled by a random factor;
+        2. the component is cropped to :meth:`training_crop` and degraded,
+           ``y = A g + n`` with complex noise of per-part std ``sigma`` drawn by
+           :meth:`SampleOptions.draw_sigma` (inpainting: missing positions are 0);
+        3. ``y``, ``g`` and ``sigma`` are divided by ``max|y|`` (known at inference);
+        4. input and target are placed into fixed patches (:meth:`placement`).
+
+        Returns float32 tensors ``input`` ``(2, *patch_in)``, ``target`` and ``valid``
+        (``(2, *patch_out)``, ``(1, *patch_out)``: 1 on the component's grid),
+        ``sigma`` ``(1,)`` (noise std relative to the input's max), and for inpainting
+        ``mask`` ``(1, *patch_in)`` (1 = measured).
+        """
+        peak = float(np.abs(clean).max())
+        gt = clean / peak if peak > 0 else clean.astype(np.complex64)
+        phase = np.exp(1j * rng.uniform(0.0, 2.0 * np.pi))
+        gt = (gt * (rng.uniform(*options.scale_range) * phase)).astype(np.complex64)
+        crop = self.training_crop(gt.shape)
+        if min(crop) < 1:
+            raise ValueError(f"component grid {gt.shape} is too small for {self!r}")
+        gt = gt[tuple(slice(0, n) for n in crop)]
+        mask = self.draw_mask(gt.shape, rng)
+        degraded = self.operator(gt.shape, mask).forward(gt)
+        sigma = options.draw_sigma(rng)
+        noisy = degraded + sigma * (rng.standard_normal(degraded.shape)
+                                    + 1j * rng.standard_normal(degraded.shape))
+        if mask is not None:
+            noisy = noisy * mask
+        norm = float(np.abs(noisy).max())
+        norm = norm if norm > 0 else 1.0
+        place = self.placement(noisy.shape, options.patch_size, rng)
+        patch_in = (options.patch_size,) * options.dims
+        patch_out = self.output_grid(patch_in)
+        x = np.zeros(patch_in, dtype=np.complex64)
+        x[place.dst_in] = noisy[place.src_in] / norm
+        target = np.zeros(patch_out, dtype=np.complex64)
+        target[place.dst_out] = gt[place.src_out] / norm
+        valid = np.zeros(patch_out, dtype=np.float32)
+        valid[place.dst_out] = 1.0
+        sample = {"input": torch.from_numpy(complex_to_channels(x)),
+                  "target": torch.from_numpy(complex_to_channels(target)),
+                  "valid": torch.from_numpy(valid[None]),
+                  "sigma": torch.tensor([sigma / norm], dtype=torch.float32)}
+        if self.needs_mask:
+            known = np.zeros(patch_in, dtype=np.float32)
+            known[place.dst_in] = np.asarray(mask, dtype=np.float32)[place.src_in]
+            sample["mask"] = torch.from_numpy(known[None])
+        return sample
+
+    # -- training loss ------------------------------------------------------------------
+    def loss(self, pred: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """L1 on the valid (non-padded) output pixels (seed paper 3.3)."""
+        from ..training.losses import masked_l1
+        return masked_l1(pred, batch["target"], batch["valid"])
+
+    # -- classical baseline -------------------------------------------------------------
+    def baseline(self, y: np.ndarray, sigma: np.ndarray,
+                 mask: np.ndarray | None = None) -> np.ndarray:
+        """The classical method of this task on complex components ``(B, *grid_in)``
+        with per-component noise std ``sigma`` ``(B,)``; returns ``(B, *grid_out)``."""
+        raise NotImplementedError

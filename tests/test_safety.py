@@ -1,0 +1,143 @@
+"""The safety step: SURE combination, discrepancy projection and never-worse restores
+on adversarial components (noise only, very strong, fine structure a network erases)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from pympisr.baselines.dct import dct_denoise, dct_divergence
+from pympisr.operators import Identity, StridedSampling
+from pympisr.restoration.safety import (ACTIONS, SafetyOptions, _simplex_minimum,
+                                        consistency_step, sure_combination)
+
+RNG = np.random.default_rng(7)
+
+
+def _smooth(batch: int, shape: tuple[int, int] = (24, 20), freq: float = 2.0) -> np.ndarray:
+    yy, xx = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
+    out = []
+    for _ in range(batch):
+        f = RNG.uniform(0.5, freq, 2)
+        out.append(np.exp(-(xx ** 2 + yy ** 2)) * np.exp(1j * np.pi * (f[0] * xx + f[1] * yy)))
+    return np.stack(out)
+
+
+def _noisy(clean: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    s = sigma.reshape(-1, 1, 1)
+    return clean + s * (RNG.standard_normal(clean.shape) + 1j * RNG.standard_normal(clean.shape))
+
+
+def _mse(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.mean(np.abs(a - b) ** 2, axis=(1, 2))
+
+
+def test_simplex_minimum_matches_a_grid_search() -> None:
+    for _ in range(20):
+        m = RNG.standard_normal((2, 2))
+        quad = (m @ m.T)[None]
+        lin = RNG.standard_normal((1, 2))
+        w = _simplex_minimum(quad, lin)[0]
+        assert w.min() >= -1e-12 and w.sum() <= 1 + 1e-12
+        value = w @ quad[0] @ w + 2 * lin[0] @ w
+        grid = np.array([(a, b) for a, b in itertools.product(np.linspace(0, 1, 101), repeat=2)
+                         if a + b <= 1])
+        best = np.min(np.einsum("gi,ij,gj->g", grid, quad[0], grid) + 2 * grid @ lin[0])
+        assert value <= best + 1e-9
+
+
+def test_dct_divergence_matches_finite_differences() -> None:
+    y = _noisy(_smooth(1), np.array([0.1]))
+    sigma = np.array([0.1])
+    probe = RNG.standard_normal(y.shape) + 1j * RNG.standard_normal(y.shape)
+    eps = 1e-6
+    f0 = dct_denoise(y.astype(np.complex128), sigma)
+    f1 = dct_denoise((y + eps * probe).astype(np.complex128), sigma)
+    mc = np.sum((probe.conj() * (f1 - f0)).real) / eps
+    exact = dct_divergence(y, sigma)[0]
+    assert abs(mc - exact) < 0.05 * exact + 5
+
+
+def _options() -> SafetyOptions:
+    return SafetyOptions(network_floor=0.0)
+
+
+@pytest.mark.parametrize("sigma", [0.003, 0.03, 0.3])
+def test_an_oracle_network_gets_the_weight(sigma: float) -> None:
+    clean = _smooth(6)
+    sig = np.full(6, sigma)
+    y = _noisy(clean, sig).astype(np.complex64)
+
+    def oracle(z: np.ndarray) -> np.ndarray:
+        """The truth, whatever the input (divergence 0); z stacks [y; probed y]."""
+        return np.concatenate([clean] * (z.shape[0] // 6)).astype(np.complex64)
+
+    x, a, b = sure_combination(y, sig, 2, oracle, None, _options(), RNG)
+    assert np.all(a > 0.8)
+    assert np.all(_mse(x, clean) < 0.3 * _mse(y, clean))
+
+
+def test_a_network_that_erases_structure_is_not_trusted() -> None:
+    """Strong, finely structured components (relative noise 1e-3) and a network that
+    returns a blurred, weakened copy: the combination stays as good as the input."""
+    clean = _smooth(8, freq=8.0)
+    sig = np.full(8, 1e-3)
+    y = _noisy(clean, sig).astype(np.complex64)
+
+    def eraser(z: np.ndarray) -> np.ndarray:
+        return (0.3 * z).astype(np.complex64)
+
+    def baseline(z: np.ndarray):
+        return dct_denoise(z, sig[:z.shape[0]]), dct_divergence(z, sig[:z.shape[0]])
+
+    x, a, _ = sure_combination(y, sig, 2, eraser, baseline, _options(), RNG)
+    assert np.all(a < 0.05)
+    assert np.all(_mse(x, clean) <= 1.05 * _mse(y, clean))
+
+
+def test_noise_only_components_go_to_zero() -> None:
+    sig = np.full(5, 0.2)
+    y = _noisy(np.zeros((5, 24, 20)), sig).astype(np.complex64)
+
+    def baseline(z: np.ndarray):
+        return dct_denoise(z, sig), dct_divergence(z, sig)
+
+    def identity_net(z: np.ndarray) -> np.ndarray:
+        return z
+
+    x, a, b = sure_combination(y, sig, 2, identity_net, baseline, _options(), RNG)
+    assert np.all(_mse(x, 0) < 0.2 * _mse(y, 0))
+    assert np.all(b > 0.8)
+
+
+def test_consistency_step_projects_hallucinations_only() -> None:
+    clean = _smooth(3)
+    sig = np.array([0.05, 0.05, 0.05])
+    y = _noisy(clean, sig).astype(np.complex64)
+    good = clean.astype(np.complex64)
+    bad = (clean + 0.5).astype(np.complex64)  # far from the data
+    opts = SafetyOptions(tol=1.5, keep_below=0.0)
+    x, projected, ratio = consistency_step(np.stack([good[0], bad[1], bad[2]]), y, sig,
+                                           Identity(2), opts)
+    assert projected.tolist() == [False, True, True]
+    np.testing.assert_array_equal(x[0], good[0])
+    assert np.all(ratio[1:] <= 1.5 + 1e-6)
+    assert np.all(_mse(x[1:], clean[1:]) < _mse(bad[1:], clean[1:]))
+
+
+def test_strong_components_keep_their_measured_samples() -> None:
+    fine = (25, 21)
+    clean = _smooth(2, fine)
+    op = StridedSampling(2, fine)
+    y = op.forward(clean).astype(np.complex64)
+    x = (clean * 0.9).astype(np.complex64)
+    sig = np.array([1e-6, 1e-6])
+    out, projected, _ = consistency_step(x, y, sig, op, SafetyOptions(keep_below=1e-4))
+    np.testing.assert_allclose(op.forward(out), y, rtol=1e-5, atol=1e-7)
+    assert projected.all()
+
+
+def test_actions_are_named() -> None:
+    assert ACTIONS[0] == "copied" and len(set(ACTIONS)) == len(ACTIONS)
