@@ -36,6 +36,7 @@ import numpy as np
 from .atomic import atomic_output
 from .baselines.dct import DEFAULT_THRESHOLD, dct_denoise
 from .degradations import complex_gaussian
+from .restoration.safety import SafetyOptions
 from .metrics import mean_ci, nrmse, psnr, ssim
 
 __all__ = [
@@ -90,19 +91,32 @@ def dct_method(threshold: float = DEFAULT_THRESHOLD) -> Method:
     return Method("DCT-F", restore, non_blind=True)
 
 
-def model_method(model: str | Path, name: str | None = None) -> Method:
-    """An exported ONNX denoising model, run through :class:`pympisr.restoration.OnnxRestorer`.
+def model_method(model: str | Path | Any, name: str | None = None, *,
+                 safety: SafetyOptions | None = SafetyOptions()) -> Method:
+    """An exported ONNX denoising model as pympisr restores with it: the network (with
+    the true noise level where it takes one) and, unless ``safety`` is None, the safety
+    step of :mod:`pympisr.restoration.safety` (non-blind: it gets the true sigma, as
+    restore gets the noise level from the file).
 
-    ``model`` is a shipped model name (its sha256 is verified) or a path to an ``.onnx``
-    file; ``name`` defaults to the manifest name or the file stem.
+    ``model`` is a shipped model name (its sha256 is verified), a path to an ``.onnx``
+    file or a resolved model; ``name`` defaults to the manifest name or the file stem
+    (with `` (network)`` appended when ``safety`` is None).
     """
     from .restoration import OnnxRestorer
+    from .restoration.restore import ComponentRestorer
+    from .tasks import get_task
 
     restorer = OnnxRestorer(model)
     if restorer.task != "denoise":
         raise ValueError(f"{restorer.path}: a {restorer.task!r} model, not a denoising model")
+    run = ComponentRestorer(restorer, get_task("denoise", restorer.dims), safety)
+
+    def restore(noisy: np.ndarray, sigma: float) -> np.ndarray:
+        return run(noisy, np.full(noisy.shape[0], float(sigma)), None)[0]
+
     default = restorer.entry["name"] if restorer.entry else restorer.path.stem
-    return Method(name or default, restorer)
+    return Method(name or (default if safety is not None else f"{default} (network)"),
+                  restore, non_blind=True)
 
 
 def noisy_component(clean_unit: np.ndarray, sigma: float, seed: int, index: int) -> np.ndarray:

@@ -165,11 +165,12 @@ def golden_files(entry: dict) -> dict[str, Path | None]:
     stem = Path(entry["file"]).stem
     listed = entry.get("golden", {})
     files: dict[str, Path | None] = {}
-    for kind in ("input", "output", "mask"):
+    for kind in ("input", "output", "sigma", "mask"):
         default = MODELS / f"{stem}.golden_{kind}.npy"
         files[kind] = MODELS / listed[kind] if kind in listed else default
-    if not files["mask"].is_file():
-        files["mask"] = None
+    for kind in ("sigma", "mask"):
+        if not files[kind].is_file():
+            files[kind] = None
     return files
 
 
@@ -190,7 +191,9 @@ def test_golden_pair_has_the_documented_layout(name: str) -> None:
     model = onnx.load(MODELS / entry["file"], load_external_data=False)
     inputs = [i.name for i in model.graph.input]
     outputs = [o.name for o in model.graph.output]
-    assert inputs == (["sm", "mask"] if files["mask"] else ["sm"]) and outputs == ["restored"]
+    expected_inputs = (["sm"] + (["sigma"] if files["sigma"] else [])
+                       + (["mask"] if files["mask"] else []))
+    assert inputs == expected_inputs and outputs == ["restored"]
     metadata = {p.key: p.value for p in model.metadata_props}
     dims = int(metadata["dims"])
     assert dims == entry["dims"] and metadata["task"] == entry["task"]
@@ -211,6 +214,11 @@ def test_golden_pair_has_the_documented_layout(name: str) -> None:
         assert mask_dtype == np.float32 and not mask_fortran
         assert mask_shape == (in_shape[0], 1, *in_shape[2:])
         assert set(np.unique(np.load(files["mask"]))) <= {0.0, 1.0}
+    if files["sigma"] is not None:
+        sigma_shape, sigma_fortran, sigma_dtype = _header(files["sigma"])
+        assert sigma_dtype == np.float32 and not sigma_fortran
+        assert sigma_shape == (in_shape[0], 1)
+        assert np.all(np.load(files["sigma"]) > 0)
 
 
 @needs_models
@@ -223,8 +231,9 @@ def test_golden_output_is_what_onnxruntime_computes(name: str) -> None:
     session = ort.InferenceSession(str(MODELS / entry["file"]),
                                    providers=["CPUExecutionProvider"])
     feeds = {"sm": np.load(files["input"])}
-    if files["mask"] is not None:
-        feeds["mask"] = np.load(files["mask"])
+    for kind in ("sigma", "mask"):
+        if files[kind] is not None:
+            feeds[kind] = np.load(files[kind])
     (restored,) = session.run(["restored"], feeds)
     expected = np.load(files["output"])
     assert restored.shape == expected.shape

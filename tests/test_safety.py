@@ -141,3 +141,17 @@ def test_strong_components_keep_their_measured_samples() -> None:
 
 def test_actions_are_named() -> None:
     assert ACTIONS[0] == "copied" and len(set(ACTIONS)) == len(ACTIONS)
+
+
+def test_sure_tuned_dct_picks_a_larger_factor_for_pure_noise() -> None:
+    from pympisr.baselines.dct import dct_denoise_sure
+    sig = np.full(4, 0.1)
+    noise_only = _noisy(np.zeros((4, 24, 20)), sig)
+    out, div, factor = dct_denoise_sure(noise_only, sig)
+    assert np.all(factor >= 2.5)
+    strong = _noisy(_smooth(4) * 10, sig)
+    _, _, factor_strong = dct_denoise_sure(strong, sig)
+    assert np.all(factor_strong < factor)
+    assert np.all(_mse(out, 0) < 0.1 * _mse(noise_only, 0))
+    np.testing.assert_allclose(div, dct_divergence(noise_only, sig * factor / 2.0,
+                                                   threshold=2.0), rtol=1e-9)

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from mdf_factory import make_system_matrix_file
 
 from pympisr.cli import main
+from pympisr.training.config import TrainingConfig
 from pympisr.datasets.store import DatasetItem, item_path, write_item
 from pympisr.tasks import SampleOptions
 from pympisr.training import (ComponentDataset, StepBatchSampler, Trainer,
@@ -232,3 +234,28 @@ def test_train_cli(toy_root: Path, tmp_path: Path) -> None:
     assert again.exit_code != 0 and "--resume" in again.output
     more = runner.invoke(main, ["train", str(cfg), "--quiet", "--resume", "--steps", "5"])
     assert more.exit_code == 0 and "step 5" in more.output
+
+
+@pytest.mark.parametrize("noise", ["parametric", "file"])
+def test_structured_training_noise_has_the_drawn_level(toy_root: Path, tmp_path: Path,
+                                                        noise: str) -> None:
+    """Noise from the parametric path model or an MDF file's background frames, rescaled
+    to the drawn per-part std (config key data.noise)."""
+    if noise == "file":
+        noise = str(tmp_path / "bg.mdf")
+        make_system_matrix_file(noise, background_frames=40, background_blocks=1)
+    prep = SampleOptions(dims=2, patch_size=16, sigma_range=(0.2, 0.2), scale_range=(1, 1))
+    ds = ComponentDataset(toy_root, "train", prep, noise=noise)
+    assert ds.noise is not None
+    sample = ds[(2, 7)]
+    x, y, v = sample["input"].numpy(), sample["target"].numpy(), sample["valid"].numpy()
+    residual = (x - y)[:, v[0] > 0]
+    assert np.isfinite(residual).all() and residual.std() > 0
+    # per-part std of the noise relative to the input's max is what "sigma" reports
+    assert np.sqrt(np.mean(residual ** 2)) == pytest.approx(float(sample["sigma"]), rel=0.05)
+
+
+def test_config_rejects_an_unknown_noise(tmp_path: Path) -> None:
+    from pympisr.errors import ConfigError
+    with pytest.raises(ConfigError, match="data.noise"):
+        TrainingConfig.from_dict({"data": {"root": "x", "noise": "pink"}})

@@ -117,7 +117,9 @@ def command(protocol: str, data: Path | None, split: str, models: tuple[str, ...
     for model in models:
         try:
             # resolved here so --trust-model reaches the model loader
-            methods.append(model_method(resolve_model(model, trust=trust_model)))
+            resolved = resolve_model(model, trust=trust_model)
+            methods.append(model_method(resolved))  # network + safety step (as restore)
+            methods.append(model_method(resolved, safety=None))  # the network alone
         except PympisrError:
             raise  # the message names the model file
         except ValueError as exc:  # model_method: the model is not a denoising model

@@ -37,7 +37,7 @@ from .noise_level import NoiseLevel, component_noise
 from .runtime import OnnxRestorer
 from .safety import ACTIONS, SafetyOptions, SafetyRecord, consistency_step, sure_combination
 
-__all__ = ["PROVENANCE", "TASKS", "default_output_path", "restore", "restore_system_matrix"]
+__all__ = ["PROVENANCE", "TASKS", "ComponentRestorer", "default_output_path", "restore", "restore_system_matrix"]
 
 PROVENANCE = "/_pympisr/restoration"
 
@@ -90,11 +90,26 @@ def _grid_mask(mask: Any, sm: SystemMatrix) -> np.ndarray:
     return arr.astype(bool)
 
 
-class _Restoration:
-    """One restoration run: the model, task, noise and safety options (internal)."""
+class ComponentRestorer:
+    """Restore batches of components: the model, then the safety step (module doc).
+
+    >>> run = ComponentRestorer(OnnxRestorer(name), get_task("denoise"), SafetyOptions())
+    >>> x, record = run(y, sigma, None)     # y complex (B, *grid), sigma (B,)
+
+    Parameters
+    ----------
+    restorer:
+        The ONNX model.
+    task:
+        Its task (grid rule, operator, baseline).
+    safety:
+        :class:`SafetyOptions`, or None for the raw network output.
+    seed:
+        Seed of the Monte-Carlo SURE probes.
+    """
 
     def __init__(self, restorer: OnnxRestorer, task: Task, safety: SafetyOptions | None,
-                 seed: int) -> None:
+                 seed: int = 0) -> None:
         self.restorer, self.task, self.safety = restorer, task, safety
         self.rng = np.random.default_rng(seed)
 
@@ -105,7 +120,7 @@ class _Restoration:
             out = self.restorer(y, sigma=sigma)
             ones = np.ones(y.shape[0])
             return out, np.full(y.shape[0], ACTIONS.index("restored")), ones, 0 * ones
-        from ..baselines.dct import dct_denoise, dct_divergence
+        from ..baselines.dct import dct_denoise_sure
 
         dims = y.ndim - 1
         peak = np.abs(y).reshape(y.shape[0], -1).max(axis=1)
@@ -122,7 +137,8 @@ class _Restoration:
                 return self.restorer(z, sigma=np.resize(sig, z.shape[0]))
 
             def baseline(z: np.ndarray, sig: np.ndarray = sig) -> tuple[np.ndarray, np.ndarray]:
-                return (dct_denoise(z, sig, dims=dims), dct_divergence(z, sig, dims=dims))
+                out, div, _ = dct_denoise_sure(z, sig, dims=dims)
+                return out, div
 
             x[group], a[group], b[group] = sure_combination(
                 y[group], sig, dims, network if with_net else None,
@@ -216,7 +232,7 @@ def restore_system_matrix(sm: SystemMatrix, *, task: str = "denoise",
                     dtype=np.complex64)
     record = SafetyRecord(np.zeros((c_count, k_count), np.int8), np.zeros((c_count, k_count)),
                           np.zeros((c_count, k_count)), np.full((c_count, k_count), np.nan))
-    run = _Restoration(restorer, task_obj, safety, seed)
+    run = ComponentRestorer(restorer, task_obj, safety, seed)
     comp_mask = None if grid_mask is None else (grid_mask[0] if squeeze else grid_mask)
     batch = restorer.batch_size
     with tqdm(total=c_count * k_count, disable=not progress, unit="comp",

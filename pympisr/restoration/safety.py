@@ -6,7 +6,9 @@ level ``sigma`` (per real degree of freedom) known from the file:
 Denoising (``A = I``)
     The output is the convex combination ``x = y + a (f(y) - y) + b (d(y) - y)`` of the
     measured component ``y``, the network ``f`` and the classical baseline ``d`` (DCT-F)
-    with ``a, b >= 0, a + b <= 1`` that minimises Stein's unbiased risk estimate
+    (DCT-F with its threshold factor itself chosen per component by SURE,
+    :func:`pympisr.baselines.dct.dct_denoise_sure`) with ``a, b >= 0, a + b <= 1`` that
+    minimises Stein's unbiased risk estimate
     (Stein 1981)::
 
         SURE(x) = ||x - y||^2 - n sigma^2 + 2 sigma^2 div x(y),    n = 2 m real d.o.f.

@@ -23,16 +23,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from ..operators import LinearOperator
 
-__all__ = ["Placement", "SampleOptions", "Task", "complex_to_channels"]
+__all__ = ["NoiseSampler", "Placement", "SampleOptions", "Task", "complex_to_channels"]
 
 GRID_RULES = ("same", "scale", "stride")
+
+
+class NoiseSampler(Protocol):
+    """Draws complex noise images: ``sample(shape, rng)`` -> complex array of ``shape``."""
+
+    def sample(self, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray: ...
 
 
 def complex_to_channels(x: np.ndarray) -> np.ndarray:
@@ -213,13 +219,17 @@ class Task:
         return Placement(*(tuple(p) for p in parts))
 
     def make_sample(self, clean: np.ndarray, rng: np.random.Generator,
-                    options: SampleOptions) -> dict[str, torch.Tensor]:
+                    options: SampleOptions, noise: NoiseSampler | None = None
+                    ) -> dict[str, torch.Tensor]:
         """One training sample from a clean complex component (``(H, W)``/``(D, H, W)``).
 
         1. ``g = S / max|S|``, rotated by a random phase and scaled by a random factor;
         2. the component is cropped to :meth:`training_crop` and degraded,
            ``y = A g + n`` with complex noise of per-part std ``sigma`` drawn by
-           :meth:`SampleOptions.draw_sigma` (inpainting: missing positions are 0);
+           :meth:`SampleOptions.draw_sigma` (inpainting: missing positions are 0): white
+           Gaussian, or drawn from ``noise`` (e.g. a
+           :class:`pympisr.simulation.noise.NoiseSource` of real background frames,
+           laid out along the robot path) and rescaled to that std;
         3. ``y``, ``g`` and ``sigma`` are divided by ``max|y|`` (known at inference);
         4. input and target are placed into fixed patches (:meth:`placement`).
 
@@ -239,8 +249,13 @@ class Task:
         mask = self.draw_mask(gt.shape, rng)
         degraded = self.operator(gt.shape, mask).forward(gt)
         sigma = options.draw_sigma(rng)
-        noisy = degraded + sigma * (rng.standard_normal(degraded.shape)
-                                    + 1j * rng.standard_normal(degraded.shape))
+        if noise is None:
+            unit = rng.standard_normal(degraded.shape) + 1j * rng.standard_normal(degraded.shape)
+        else:
+            unit = np.asarray(noise.sample(degraded.shape, rng), dtype=np.complex128)
+            std = np.sqrt(np.mean(np.abs(unit) ** 2) / 2)
+            unit = unit / std if std > 0 else np.zeros_like(unit)
+        noisy = degraded + sigma * unit
         if mask is not None:
             noisy = noisy * mask
         norm = float(np.abs(noisy).max())

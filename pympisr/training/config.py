@@ -6,6 +6,8 @@ A config has one table per concern; every key is optional except ``data.root``::
                   output_dir
     [data]        root, train_split, val_split, dims, patch_size, sigma_range,
                   sigma_distribution ("uniform" | "loguniform"), zero_fraction,
+                  noise ("gaussian" | "parametric" | path of an MDF file whose
+                  background frames are the noise),
                   scale_range, num_workers, val_components
     [model]       name (registry name, e.g. "dncnn-small"), options (table of overrides),
                   init_from (warm start from an exported .onnx, see
@@ -59,6 +61,7 @@ class DataConfig:
     sigma_range: tuple[float, float] = (0.0, 0.35)
     sigma_distribution: str = "uniform"
     zero_fraction: float = 0.05
+    noise: str = "gaussian"  # "gaussian", "parametric" or an MDF file with background frames
     scale_range: tuple[float, float] = (0.8, 1.2)
     num_workers: int = 0
     val_components: int = 512
@@ -182,6 +185,9 @@ class TrainingConfig:
             (bool(self.data.root), "data.root", "is required (dataset folder)"),
             (self.data.dims in (2, 3), "data.dims", f"must be 2 or 3, got {self.data.dims}"),
             (self.data.patch_size > 0, "data.patch_size", "must be positive"),
+            (self.data.noise in ("gaussian", "parametric") or Path(self.data.noise).is_file(),
+             "data.noise", "must be 'gaussian', 'parametric' or an existing MDF file with "
+             f"background frames, got {self.data.noise!r}"),
             (0 <= sigma[0] <= sigma[1], "data.sigma_range",
              f"must satisfy 0 <= low <= high, got {tuple(sigma)}"),
             (0 < scale[0] <= scale[1], "data.scale_range",

@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ..datasets import ComponentStore
+from ..simulation.noise import NoiseSource
 from ..tasks import SampleOptions, Task, get_task
 
 __all__ = ["ComponentDataset", "StepBatchSampler", "dataset_description"]
@@ -41,18 +42,23 @@ class ComponentDataset(Dataset):
     task:
         The restoration task building the samples (default: denoising in
         ``options.dims`` dimensions).
+    noise:
+        ``"gaussian"`` (white), ``"parametric"`` (:class:`ParametricNoise` along the
+        robot path: coloured, drifting, with spikes) or the path of an MDF file whose
+        background frames give the noise (:meth:`NoiseSource.from_mdf`).
     seed:
         Base seed of the deterministic per-index randomness (integer keys).
     """
 
     def __init__(self, root: str | os.PathLike[str], split: str, options: SampleOptions, *,
-                 task: Task | None = None, seed: int = 0) -> None:
+                 task: Task | None = None, noise: str = "gaussian", seed: int = 0) -> None:
         self.store = ComponentStore(root, split)
         self.options = options
         self.task = task or get_task("denoise", options.dims)
         if self.task.dims != options.dims:
             raise ValueError(f"task {self.task!r} does not match dims={options.dims}")
         self.seed = int(seed)
+        self.noise = noise_sampler(noise, options.dims)
         self._files: dict[int, h5py.File] = {}
 
     def __len__(self) -> int:
@@ -94,7 +100,16 @@ class ComponentDataset(Dataset):
 
     def make_sample(self, clean: np.ndarray, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         """One training sample of the task from a clean component."""
-        return self.task.make_sample(clean, rng, self.options)
+        return self.task.make_sample(clean, rng, self.options, self.noise)
+
+
+def noise_sampler(noise: str, dims: int) -> NoiseSource | None:
+    """The training noise named by a config's ``data.noise`` (see ComponentDataset)."""
+    if noise == "gaussian":
+        return None
+    if noise == "parametric":
+        return NoiseSource(None, dims=dims)
+    return NoiseSource.from_mdf(noise, dims=dims)
 
 
 class StepBatchSampler(Sampler[list[tuple[int, int]]]):

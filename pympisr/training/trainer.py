@@ -113,9 +113,11 @@ class Trainer:
         options = cfg.sample_options()
         self.task = cfg.make_task()
         self.train_set = ComponentDataset(cfg.data.root, cfg.data.train_split, options,
-                                          task=self.task, seed=cfg.experiment.seed)
+                                          task=self.task, noise=cfg.data.noise,
+                                          seed=cfg.experiment.seed)
         self.val_set = ComponentDataset(cfg.data.root, cfg.data.val_split, options,
-                                        task=self.task, seed=cfg.experiment.seed + 1)
+                                        task=self.task, noise=cfg.data.noise,
+                                        seed=cfg.experiment.seed + 1)
         n_val = min(len(self.val_set), cfg.data.val_components)
         self.val_indices = np.linspace(0, len(self.val_set) - 1, n_val).round().astype(int)
         self.model_options = {**model_spec(cfg.model.name).defaults, **cfg.model.options,
