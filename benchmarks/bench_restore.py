@@ -1,14 +1,15 @@
-"""Benchmark: restore a 2D 44 x 44 system matrix (3 x 817 components) with a shipped model,
-and compare onnxruntime with PyTorch eager on the same batch.
+"""Benchmark: restore a 2D 44 x 44 system matrix (3 x 817 components) with a shipped model.
 
     python benchmarks/bench_restore.py [--model NAME] [--threads N] [--repeats R]
 
-Prints markdown tables. The data is complex Gaussian noise of the right shape: run time
-does not depend on the values. The PyTorch side is the same end-to-end module
-(:class:`pympisr.export.EndToEnd`) around the architecture and options named in the ONNX
-model's metadata (weights do not affect timing), in eval mode under
-``torch.inference_mode``.
-Targets (issue 5): whole system matrix <= 30 s (stretch 10 s); onnxruntime / PyTorch <= 1.
+The system matrix is the reference scanner's (``reference_parameters(2)``, 44 x 44, the
+MDF v2 example calibration's grid) restricted to the first 817 frequency bins, with one
+absolute noise floor (``--floor`` times the SM's maximum, per part), as a real calibration
+has. Timed: ``restore_system_matrix`` with the safety step (network on the components
+and on their SURE probes, SURE-tuned DCT-F, the data-consistency step) and without it
+(the raw network), and the runtime alone (onnxruntime vs PyTorch eager on one batch).
+Prints markdown tables. Target (issue 10): the whole SM with the safety step <= 10 s on
+2 cores.
 """
 
 from __future__ import annotations
@@ -37,46 +38,57 @@ def main() -> None:
                         "pympisr.restoration.runtime.default_threads())")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--batch", type=int, default=128, help="components per batch")
+    parser.add_argument("--floor", type=float, default=1e-3,
+                        help="noise std per part relative to the SM's maximum magnitude")
     args = parser.parse_args()
 
     import torch
 
-    from pympisr import SystemMatrix
     from pympisr.export import EndToEnd
     from pympisr.model_zoo import resolve_model
     from pympisr.models import build_model
     from pympisr.restoration import OnnxRestorer, restore_system_matrix
     from pympisr.restoration.runtime import default_threads
+    from pympisr.simulation.parameters import reference_parameters
+    from pympisr.simulation.system_matrix import simulate_system_matrix
 
     threads = args.threads or default_threads()
     torch.set_num_threads(threads)
     resolved = resolve_model(args.model, task="denoise", dims=2)
     restorer = OnnxRestorer(resolved, threads=threads, batch_size=args.batch)
+    clean = simulate_system_matrix(reference_parameters(2), frequencies=np.arange(817))
     rng = np.random.default_rng(0)
-    shape = (3, 817, 1, 44, 44)
-    data = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
-    sm = SystemMatrix(data=data, frequencies=np.arange(817) * 2.5e6 / 1632, grid=(44, 44, 1),
-                      fov=np.array([0.02, 0.02, 0.001]), frequency_indices=np.arange(817))
+    sigma = args.floor * float(np.abs(clean.data).max())
+    noise = sigma * (rng.standard_normal(clean.data.shape)
+                     + 1j * rng.standard_normal(clean.data.shape))
+    sm = clean.replace(data=(clean.data + noise).astype(np.complex64))
+    count = sm.data.shape[0] * sm.data.shape[1]
 
-    whole = best_of(lambda: restore_system_matrix(sm, model=restorer, progress=False),
-                    args.repeats)
+    safe = best_of(lambda: restore_system_matrix(sm, model=restorer, noise=sigma,
+                                                 progress=False), args.repeats)
+    raw = best_of(lambda: restore_system_matrix(sm, model=restorer, noise=sigma, safety=None,
+                                                progress=False), args.repeats)
     meta = restorer.metadata
     print(f"model: {restorer.name} ({meta.get('model_name')}, "
-          f"{meta.get('parameters')} parameters), threads: {threads}\n")
-    print("| task | components | grid | time (s) | per component (ms) |")
-    print("|---|---|---|---|---|")
-    print(f"| restore_system_matrix, onnxruntime batch {args.batch} | 2451 | 44 x 44 | "
-          f"{whole:.2f} | {1e3 * whole / 2451:.2f} |\n")
+          f"{meta.get('parameters')} parameters), threads: {threads}, noise floor "
+          f"{args.floor:g} x max|S|\n")
+    print("| restore_system_matrix (44 x 44) | components | time (s) | per component (ms) |")
+    print("|---|---|---|---|")
+    for label, t in (("with the safety step", safe), ("raw network (safety=None)", raw)):
+        print(f"| {label}, batch {args.batch} | {count} | {t:.2f} | {1e3 * t / count:.2f} |")
+    print()
 
-    batch = data[0, :args.batch, 0]
+    batch = sm.data[0, :args.batch, 0]
     feeds = {"sm": np.stack([batch.real, batch.imag], axis=1).astype(np.float32)}
+    if restorer.takes_noise_level:
+        feeds["sigma"] = np.full((batch.shape[0], 1), sigma, dtype=np.float32)
     t_ort = best_of(lambda: restorer.session.run(["restored"], feeds), args.repeats + 1)
     net = build_model(meta["model_name"], **json.loads(meta["model_options"]))
     wrapper = EndToEnd(net.eval(), min_size=int(meta.get("min_size", 1))).eval()
-    x = torch.from_numpy(feeds["sm"])
+    inputs = [torch.from_numpy(feeds[name]) for name in wrapper.input_names]
     with torch.inference_mode():
-        wrapper(x[:8])
-        t_torch = best_of(lambda: wrapper(x), args.repeats + 1)
+        wrapper(*(x[:8] for x in inputs))
+        t_torch = best_of(lambda: wrapper(*inputs), args.repeats + 1)
     print(f"| runtime (same batch of {args.batch} components, 44 x 44) | time (s) | "
           "ratio to PyTorch |")
     print("|---|---|---|")

@@ -56,20 +56,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from mdf_factory import make_measurement_file, make_system_matrix_file  # noqa: E402
+from mdf_factory import FUZZ_BASES  # noqa: E402
 
 M, C, A, RX = "/measurement/", "/calibration/", "/acquisition/", "/acquisition/receiver/"
 MiB = 1 << 20
 OPERATIONS = ("load", "validate", "describe", "cli info", "cli validate")
-BASES = {
-    "fast": lambda p: make_system_matrix_file(p, layout="fast", transfer_function=True),
-    "time": lambda p: make_system_matrix_file(p, layout="time", permute=False),
-    "sparse": lambda p: make_system_matrix_file(p, layout="sparse"),
-    "selection": lambda p: make_system_matrix_file(p, layout="frequency",
-                                                   frequency_selection=[1, 4, 6, 9]),
-    "meas": lambda p: make_measurement_file(p, layout="frequency", transfer_function=True),
-    "meas_time": lambda p: make_measurement_file(p, layout="time"),
-}
+BASES = FUZZ_BASES
 KINDS = ("truncate", "flip", "delete", "replace", "huge", "nonfinite", "names",
          "structure", "special")
 WEIGHTS = (0.08, 0.12, 0.14, 0.22, 0.16, 0.12, 0.05, 0.07, 0.04)

@@ -50,7 +50,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,7 @@ __all__ = [
     "CalibrationCase",
     "CalibrationResult",
     "NoiseFloor",
+    "ProtocolCase",
     "RestorationMethod",
     "calibration_output_paths",
     "dct_method",
@@ -368,6 +369,13 @@ def spf_stratum(spf: float) -> str:
     return "inside" if spf <= TRAINING_SPF_MAX else "beyond"
 
 
+def present_strata(records: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The strata to report for ``records`` (each with a ``"stratum"``): ``"all"``, then
+    ``"inside"`` and ``"beyond"`` where some record has them."""
+    present = {r["stratum"] for r in records}
+    return ["all"] + [s for s in ("inside", "beyond") if s in present]
+
+
 def simulate_clean(index: int, seed: int, spf_range: tuple[float, float], *,
                    grid_range: tuple[int, int] = GRID_RANGE) -> tuple[SystemMatrix, Any]:
     """Clean 2D SM number ``index`` (all frequencies) and its parameters; the sampler seed
@@ -393,7 +401,33 @@ def spf_range_of(index: int, spf_ranges: Sequence[tuple[float, float]]) -> tuple
 
 
 @dataclass
-class CalibrationCase:
+class ProtocolCase:
+    """What every simulated SM of the protocols has (calibration and image protocol).
+
+    ``index``: the SM's number; ``params``: its simulation parameters; ``clean`` /
+    ``noisy``: the SM without / with the noise floor; ``noise_std``: true per-part noise
+    std per kept (channel, frequency); ``fraction``: the floor's fraction of max|S|;
+    ``spf_range``: the samples-per-FWHM range drawn from; ``spf``: the effective samples
+    per FWHM (:func:`effective_samples_per_fwhm`).
+    """
+
+    index: int
+    params: Any
+    clean: SystemMatrix
+    noisy: SystemMatrix
+    noise_std: np.ndarray
+    fraction: float
+    spf_range: tuple[float, float]
+    spf: float
+
+    @property
+    def stratum(self) -> str:
+        """``"inside"`` or ``"beyond"`` the training range (:func:`spf_stratum`)."""
+        return spf_stratum(self.spf)
+
+
+@dataclass
+class CalibrationCase(ProtocolCase):
     """One simulated calibration of the protocol.
 
     ``clean``/``noisy``: SMs (3, K_sel, 1, Ny, Nx) on the frequency bins of the kept
@@ -401,20 +435,8 @@ class CalibrationCase:
     ``noise_std`` (3, K_sel) true per-part std; ``relative_noise`` (M,).
     """
 
-    index: int
-    params: Any
-    clean: SystemMatrix
-    noisy: SystemMatrix
     pairs: np.ndarray
-    noise_std: np.ndarray
     relative_noise: np.ndarray
-    fraction: float
-    spf_range: tuple[float, float]
-    spf: float
-
-    @property
-    def stratum(self) -> str:
-        return spf_stratum(self.spf)
 
 
 def simulate_case(index: int, seed: int, spf_range: tuple[float, float],
@@ -472,8 +494,8 @@ class CalibrationResult:
     settings: dict[str, Any] = field(default_factory=dict)
 
     def strata(self) -> list[str]:
-        present = {r["stratum"] for r in self.records}
-        return ["all"] + [s for s in ("inside", "beyond") if s in present]
+        """Strata present in the records (:func:`present_strata`)."""
+        return present_strata(self.records)
 
     def summary(self) -> list[dict[str, Any]]:
         """Mean and 95 % CI of PSNR and SSIM and the count per (stratum, bin, method)."""
@@ -706,19 +728,28 @@ def plot_calibration(result: CalibrationResult, path: str | os.PathLike[str], *,
         fig.savefig(tmp, dpi=110, format="png")
 
 
-def calibration_output_paths(out_dir: str | os.PathLike[str], *, overwrite: bool = False
-                             ) -> dict[str, Path]:
-    """Files of :func:`write_calibration_results`; raises FileExistsError if one exists and
-    not ``overwrite``."""
+def output_files(out_dir: str | os.PathLike[str], names: Mapping[str, str], *,
+                 overwrite: bool = False) -> dict[str, Path]:
+    """``{key: out_dir / name}`` for the file ``names`` of a protocol's results; raises
+    FileExistsError (naming them all) if some exist and not ``overwrite``."""
     out = Path(out_dir)
-    paths = {"per_component": out / "calibration_per_component.csv",
-             "summary": out / "calibration_summary.csv", "table": out / "calibration_table.md",
-             "figure": out / "calibration.png", "metrics": out / "metrics.json"}
+    paths = {key: out / name for key, name in names.items()}
     existing = [str(p) for p in paths.values() if p.exists()]
     if existing and not overwrite:
         raise FileExistsError(f"{', '.join(existing)}: exist; pass overwrite=True "
                               "(--overwrite) to replace")
     return paths
+
+
+def calibration_output_paths(out_dir: str | os.PathLike[str], *, overwrite: bool = False
+                             ) -> dict[str, Path]:
+    """Files of :func:`write_calibration_results`; raises FileExistsError if one exists and
+    not ``overwrite``."""
+    return output_files(out_dir, {"per_component": "calibration_per_component.csv",
+                                  "summary": "calibration_summary.csv",
+                                  "table": "calibration_table.md",
+                                  "figure": "calibration.png", "metrics": "metrics.json"},
+                        overwrite=overwrite)
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]], overwrite: bool) -> None:
@@ -738,15 +769,29 @@ def json_number(value: Any) -> Any:
     return value
 
 
+def json_record(row: Mapping[str, Any]) -> dict[str, Any]:
+    """``row`` with every value made JSON-safe (:func:`json_number`)."""
+    return {k: json_number(v) for k, v in row.items()}
+
+
+def write_report(paths: Mapping[str, Path], tables: Mapping[str, list[dict[str, Any]]],
+                 markdown: str, metrics: Mapping[str, Any], *, overwrite: bool) -> None:
+    """Write a protocol's text results: each ``tables[key]`` as CSV to ``paths[key]``
+    (:func:`write_csv`), ``markdown`` to ``paths["table"]`` and ``metrics`` as indented
+    JSON to ``paths["metrics"]``, each atomically."""
+    for key, rows in tables.items():
+        write_csv(paths[key], rows, overwrite)
+    with atomic_output(paths["table"], overwrite=overwrite) as tmp:
+        tmp.write_text(markdown)
+    with atomic_output(paths["metrics"], overwrite=overwrite) as tmp:
+        tmp.write_text(json.dumps(metrics, indent=1))
+
+
 def write_calibration_results(result: CalibrationResult, out_dir: str | os.PathLike[str], *,
                               overwrite: bool = False) -> dict[str, Path]:
     """Write per-component and summary CSV, the markdown tables, a figure and metrics.json."""
     paths = calibration_output_paths(out_dir, overwrite=overwrite)
     summary = result.summary()
-    write_csv(paths["per_component"], result.records, overwrite)
-    write_csv(paths["summary"], summary, overwrite)
-    with atomic_output(paths["table"], overwrite=overwrite) as tmp:
-        tmp.write_text(markdown_tables(result))
     metrics = {
         "protocol": "calibration",
         "definition": "pympisr.metrics PSNR (dB) / SSIM of each kept component against the "
@@ -754,15 +799,15 @@ def write_calibration_results(result: CalibrationResult, out_dir: str | os.PathL
                       "relative noise = true per-part noise std / clean component max |S|; "
                       "mean and 95% t-interval",
         "settings": result.settings,
-        "summary": [{k: json_number(v) for k, v in r.items()} for r in summary],
+        "summary": [json_record(r) for r in summary],
         "dct_factor": result.dct_factor,
         "dct_tuning": {b: {f"{f:g}": json_number(v) for f, v in t.items()}
                        for b, t in result.dct_tuning.items()},
-        "acceptance": [{k: json_number(v) for k, v in a.items()} for a in result.acceptance()],
-        "cases": [{k: json_number(v) for k, v in c.items()} for c in result.cases],
-        "seconds": {k: json_number(v) for k, v in result.seconds.items()},
+        "acceptance": [json_record(a) for a in result.acceptance()],
+        "cases": [json_record(c) for c in result.cases],
+        "seconds": json_record(result.seconds),
     }
-    with atomic_output(paths["metrics"], overwrite=overwrite) as tmp:
-        tmp.write_text(json.dumps(metrics, indent=1))
+    write_report(paths, {"per_component": result.records, "summary": summary},
+                 markdown_tables(result), metrics, overwrite=overwrite)
     plot_calibration(result, paths["figure"], overwrite=overwrite)
     return paths

@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ __all__ = [
     "noisy_component",
     "output_paths",
     "plot_examples",
+    "save_image_grid",
     "write_results",
 ]
 
@@ -337,30 +339,53 @@ def plot_examples(result: EvaluationResult, path: Path, *, overwrite: bool = Fal
     3D components show their central ``z`` slice.  All panels of a row share the colour
     scale ``[0, 1]`` (the clean component has unit maximum magnitude).
     """
+    columns = [NOISY, *result.methods, "clean"]
+    images = []
+    for example in result.examples:
+        row = [np.abs(example["images"][name]) for name in columns]
+        images.append([image[image.shape[0] // 2] if image.ndim == 3 else image
+                       for image in row])
+    labels = [f"comp {example['component']}\nch {example['channel']}, "
+              f"k {example['frequency_index']}" for example in result.examples]
+    save_image_grid(path, images, columns, labels,
+                    title=f"|S| of example components at sigma = {result.figure_sigma:g}",
+                    overwrite=overwrite)
+
+
+def save_image_grid(path: str | os.PathLike[str], images: Sequence[Sequence[np.ndarray]],
+                    columns: Sequence[str], row_labels: Sequence[str], *, title: str,
+                    cmap: str = "viridis", vmax: float | None = 1.0, cell: float = 2.2,
+                    extra_height: float = 0.0, fontsize: int = 9,
+                    overwrite: bool = False) -> None:
+    """Save a grid of 2D images as a PNG (110 dpi, written atomically).
+
+    ``images[i][j]`` is shown in row ``i``, column ``j`` (origin at the bottom, no ticks)
+    with the colour scale ``[0, vmax]``, or ``[0, its own maximum]`` (1 if that is 0)
+    when ``vmax`` is None. ``columns`` title the first row (font size ``fontsize``),
+    ``row_labels`` label the first column (``fontsize - 1``); ``title`` heads the figure
+    (font size 10). The figure is ``cell`` inches per column and ``cell`` per row plus
+    ``extra_height``; without rows it holds one empty row of axes. Matplotlib's object
+    API with the Agg canvas: no pyplot, no global backend change.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    columns = [NOISY, *result.methods, "clean"]
-    examples = result.examples
-    # object API with the Agg canvas: no pyplot, no global backend change
-    fig = Figure(figsize=(2.2 * len(columns), 2.2 * max(len(examples), 1)))
+    num_rows = max(len(images), 1)
+    fig = Figure(figsize=(cell * len(columns), cell * num_rows + extra_height))
     FigureCanvasAgg(fig)
-    axes = fig.subplots(max(len(examples), 1), len(columns), squeeze=False)
-    for i, example in enumerate(examples):
-        for j, name in enumerate(columns):
-            image = np.abs(example["images"][name])
-            if image.ndim == 3:
-                image = image[image.shape[0] // 2]
+    axes = fig.subplots(num_rows, len(columns), squeeze=False)
+    for i, (row, label) in enumerate(zip(images, row_labels)):
+        for j, (image, name) in enumerate(zip(row, columns)):
             ax = axes[i, j]
-            ax.imshow(image, cmap="viridis", vmin=0.0, vmax=1.0, origin="lower")
+            peak = vmax if vmax is not None else float(np.max(image)) or 1.0
+            ax.imshow(image, cmap=cmap, vmin=0.0, vmax=peak, origin="lower")
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
-                ax.set_title(name, fontsize=9)
+                ax.set_title(name, fontsize=fontsize)
             if j == 0:
-                ax.set_ylabel(f"comp {example['component']}\nch {example['channel']}, "
-                              f"k {example['frequency_index']}", fontsize=8)
-    fig.suptitle(f"|S| of example components at sigma = {result.figure_sigma:g}", fontsize=10)
+                ax.set_ylabel(label, fontsize=fontsize - 1)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     with atomic_output(path, overwrite=overwrite) as tmp:
         fig.savefig(tmp, dpi=110, format="png")

@@ -45,7 +45,6 @@ and whether the restored SMs beat DCT-F on average correlation.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -56,13 +55,14 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_output
 from .calibration_protocol import (CLEAN, DCT, DEFAULT_SPF_RANGES, GRID_RANGE, NOISY,
                                    TUNED_DCT_FACTORS,
-                                   NoiseFloor, RestorationMethod, case_rng, complex_noise,
-                                   dct_method, default_methods, effective_samples_per_fwhm,
-                                   json_number, mpifiles_snr, noisy_method, restore_accepts_noise,
-                                   simulate_clean, spf_range_of, spf_stratum, write_csv)
+                                   NoiseFloor, ProtocolCase, RestorationMethod, case_rng,
+                                   complex_noise, dct_method, default_methods,
+                                   effective_samples_per_fwhm, json_record, mpifiles_snr,
+                                   noisy_method, output_files, present_strata,
+                                   restore_accepts_noise, simulate_clean, spf_range_of,
+                                   write_report)
 from .metrics import SSIM_SIGMA, mean_ci
 from .system_matrix import Measurement, SystemMatrix
 
@@ -130,7 +130,7 @@ def image_metrics(image: np.ndarray, phantom: np.ndarray) -> dict[str, float]:
 
 # ---------------------------------------------------------------------- simulation
 @dataclass
-class ImageCase:
+class ImageCase(ProtocolCase):
     """One SM of the image protocol.
 
     ``clean``/``noisy``: SMs (2, K_sel, 1, Ny, Nx) on the frequency bins some channel of
@@ -139,21 +139,9 @@ class ImageCase:
     frames (frame p measures phantom p).
     """
 
-    index: int
-    params: Any
-    clean: SystemMatrix
-    noisy: SystemMatrix
-    noise_std: np.ndarray
     phantom_names: tuple[str, ...]
     phantoms: np.ndarray
     measurement: Measurement
-    fraction: float
-    spf_range: tuple[float, float]
-    spf: float
-
-    @property
-    def stratum(self) -> str:
-        return spf_stratum(self.spf)
 
 
 def simulate_image_case(index: int, seed: int, spf_range: tuple[float, float],
@@ -229,8 +217,9 @@ class ImageResult:
     settings: dict[str, Any] = field(default_factory=dict)
 
     def strata(self) -> list[str]:
-        present = {r["stratum"] for r in self.records}
-        return ["all"] + [s for s in ("inside", "beyond") if s in present]
+        """Strata present in the records
+        (:func:`~pympisr.calibration_protocol.present_strata`)."""
+        return present_strata(self.records)
 
     def _groups(self) -> dict[tuple[str, float, float, str], list[dict[str, Any]]]:
         groups: dict[tuple[str, float, float, str], list[dict[str, Any]]] = {}
@@ -489,49 +478,31 @@ def plot_images(result: ImageResult, path: str | os.PathLike[str], *,
                 overwrite: bool = False) -> None:
     """Example reconstructions of the snake phantom: one row per (example SM, setting)
     with the phantom and every method's image (each scaled to its own maximum)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from .evaluation import save_image_grid  # lazy: evaluation imports the restoration
 
     settings = [(min(result.thresholds), min(result.lambdas)),
                 (min(result.thresholds), sorted(result.lambdas)[len(result.lambdas) // 2])]
     settings = list(dict.fromkeys(settings))
     rows = [(ex, s) for ex in result.examples for s in settings if s in ex["images"]]
     columns = ["phantom", *result.methods]
-    fig = Figure(figsize=(2.0 * len(columns), 2.0 * max(len(rows), 1) + 0.4))
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(max(len(rows), 1), len(columns), squeeze=False)
-    for i, (example, (thr, lam)) in enumerate(rows):
-        for j, name in enumerate(columns):
-            image = example["phantom"] if name == "phantom" else example["images"][(thr, lam)][name]
-            ax = axes[i, j]
-            peak = float(np.max(image)) or 1.0
-            ax.imshow(image, cmap="gray", vmin=0.0, vmax=peak, origin="lower")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if i == 0:
-                ax.set_title(name, fontsize=8)
-            if j == 0:
-                ax.set_ylabel(f"SM {example['sm']} ({example['stratum']},\nspf "
-                              f"{example['spf']:.1f}) thr {thr:g}, lambda {lam:g}", fontsize=7)
-    fig.suptitle("Image protocol: snake phantom reconstructions", fontsize=10)
-    fig.tight_layout()
-    with atomic_output(path, overwrite=overwrite) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+    images = [[example["phantom"] if name == "phantom" else example["images"][(thr, lam)][name]
+               for name in columns] for example, (thr, lam) in rows]
+    labels = [f"SM {example['sm']} ({example['stratum']},\nspf {example['spf']:.1f}) thr "
+              f"{thr:g}, lambda {lam:g}" for example, (thr, lam) in rows]
+    save_image_grid(path, images, columns, labels,
+                    title="Image protocol: snake phantom reconstructions", cmap="gray",
+                    vmax=None, cell=2.0, extra_height=0.4, fontsize=8, overwrite=overwrite)
 
 
 def image_output_paths(out_dir: str | os.PathLike[str], *, overwrite: bool = False
                        ) -> dict[str, Path]:
     """Files of :func:`write_image_results`; raises FileExistsError if one exists and not
     ``overwrite``."""
-    out = Path(out_dir)
-    paths = {"per_image": out / "image_per_image.csv", "summary": out / "image_summary.csv",
-             "comparison": out / "image_comparison.csv", "table": out / "image_table.md",
-             "figure": out / "image_examples.png", "metrics": out / "metrics.json"}
-    existing = [str(p) for p in paths.values() if p.exists()]
-    if existing and not overwrite:
-        raise FileExistsError(f"{', '.join(existing)}: exist; pass overwrite=True "
-                              "(--overwrite) to replace")
-    return paths
+    return output_files(out_dir, {"per_image": "image_per_image.csv",
+                                  "summary": "image_summary.csv",
+                                  "comparison": "image_comparison.csv",
+                                  "table": "image_table.md", "figure": "image_examples.png",
+                                  "metrics": "metrics.json"}, overwrite=overwrite)
 
 
 def write_image_results(result: ImageResult, out_dir: str | os.PathLike[str], *,
@@ -540,11 +511,6 @@ def write_image_results(result: ImageResult, out_dir: str | os.PathLike[str], *,
     paths = image_output_paths(out_dir, overwrite=overwrite)
     summary = result.summary()
     comparison = result.comparison()
-    write_csv(paths["per_image"], result.records, overwrite)
-    write_csv(paths["summary"], summary, overwrite)
-    write_csv(paths["comparison"], comparison, overwrite)
-    with atomic_output(paths["table"], overwrite=overwrite) as tmp:
-        tmp.write_text(markdown_tables(result))
     metrics = {
         "protocol": "image",
         "definition": "Pearson correlation of the reconstruction with the phantom; PSNR (dB, "
@@ -552,12 +518,13 @@ def write_image_results(result: ImageResult, out_dir: str | os.PathLike[str], *,
                       "range) after least-squares scaling of the image to the phantom; mean "
                       "and 95% t-interval over (SM, phantom)",
         "settings": result.settings,
-        "summary": [{k: json_number(v) for k, v in r.items()} for r in summary],
-        "comparison": [{k: json_number(v) for k, v in r.items()} for r in comparison],
-        "cases": [{k: json_number(v) for k, v in c.items()} for c in result.cases],
-        "seconds": {k: json_number(v) for k, v in result.seconds.items()},
+        "summary": [json_record(r) for r in summary],
+        "comparison": [json_record(r) for r in comparison],
+        "cases": [json_record(c) for c in result.cases],
+        "seconds": json_record(result.seconds),
     }
-    with atomic_output(paths["metrics"], overwrite=overwrite) as tmp:
-        tmp.write_text(json.dumps(metrics, indent=1))
+    write_report(paths, {"per_image": result.records, "summary": summary,
+                         "comparison": comparison}, markdown_tables(result), metrics,
+                 overwrite=overwrite)
     plot_images(result, paths["figure"], overwrite=overwrite)
     return paths

@@ -385,3 +385,16 @@ def metadata_equal(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
         elif ax.shape != ay.shape or ax.dtype != ay.dtype or not np.array_equal(ax, ay):
             diff.append(key)
     return diff
+
+
+# Valid base files that fuzzers mutate (tests/test_mdf_fuzz.py, benchmarks/fuzz_mdf.py):
+# name -> function writing the file at a path.
+FUZZ_BASES = {
+    "fast": lambda p: make_system_matrix_file(p, layout="fast", transfer_function=True),
+    "time": lambda p: make_system_matrix_file(p, layout="time", permute=False),
+    "sparse": lambda p: make_system_matrix_file(p, layout="sparse"),
+    "selection": lambda p: make_system_matrix_file(p, layout="frequency",
+                                                   frequency_selection=[1, 4, 6, 9]),
+    "meas": lambda p: make_measurement_file(p, layout="frequency", transfer_function=True),
+    "meas_time": lambda p: make_measurement_file(p, layout="time"),
+}

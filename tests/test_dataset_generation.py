@@ -138,3 +138,27 @@ def test_cli_dataset_command(tmp_path):
     with h5py.File(item_path(out, "train", 0)) as f:
         assert f["components"].shape[0] <= 50
     assert json.loads((out / "dataset.json").read_text())["rule"]["max_components"] == 50
+
+
+def test_sampler_ranges_reach_the_items_and_dataset_json(tmp_path):
+    from pympisr.cli import main
+    from pympisr.simulation.parameters import sample_parameters
+
+    out = tmp_path / "wide"
+    args = ["dataset", "--dims", "2", "--train", "2", "--val", "0", "--test", "0",
+            "--out", str(out), "--seed", "4", "--workers", "1", "--max-components", "20",
+            "--spf-range", "40,60", "--grid-range", "12,16", "--no-progress"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "dataset.json").read_text())
+    assert info["sampler_ranges"]["samples_per_fwhm"] == [40.0, 60.0]
+    assert info["sampler_ranges"]["grid"] == [12, 16]
+    with h5py.File(item_path(out, "train", 0)) as f:
+        assert max(f["components"].shape[2:]) <= 16
+    params = sample_parameters(1, ranges={"samples_per_fwhm": (40, 60)})
+    assert 40 <= params.extra["samples_per_fwhm"] <= 60
+    # completing the dataset with other ranges is refused
+    again = CliRunner().invoke(main, [*args[:-5], "--spf-range", "4,12", "--no-progress"])
+    assert again.exit_code != 0 and "different settings" in again.output
+    bad = CliRunner().invoke(main, [*args[:-1], "--spf-range", "5,1"])
+    assert bad.exit_code != 0 and "lo,hi" in bad.output

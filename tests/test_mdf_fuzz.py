@@ -20,21 +20,15 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from mdf_factory import make_measurement_file, make_system_matrix_file
+from mdf_factory import FUZZ_BASES
 
 import pympisr
 from pympisr.mdf import MDFWarning, describe, validate
 
 M, A, C, RX = "/measurement/", "/acquisition/", "/calibration/", "/acquisition/receiver/"
 
-BASES = {
-    "fast": lambda p: make_system_matrix_file(p, layout="fast", transfer_function=True),
-    "time": lambda p: make_system_matrix_file(p, layout="time", permute=False),
-    "sparse": lambda p: make_system_matrix_file(p, layout="sparse"),
-    "selection": lambda p: make_system_matrix_file(p, layout="frequency",
-                                                   frequency_selection=[1, 4, 6, 9]),
-    "meas": lambda p: make_measurement_file(p, layout="frequency", transfer_function=True),
-}
+BASES = {name: FUZZ_BASES[name]
+         for name in ("fast", "time", "sparse", "selection", "meas")}
 FIELDS = [M + "data", M + "isFourierTransformed", M + "isFastFrameAxis",
           M + "isBackgroundFrame", M + "isFramePermutation", M + "framePermutation",
           M + "isFrequencySelection", M + "frequencySelection", M + "isBackgroundCorrected",

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import h5py
 import numpy as np
 import pytest
 
@@ -265,3 +266,78 @@ def test_adapter_solve_edge_cases() -> None:
         backend.solve(S, u, SolverParameters(weights=np.ones(2)))
     with pytest.raises(ValueError, match=r"\(M, N\)"):
         backend.solve(S, u[:2], SolverParameters())
+
+
+# ------------------------------------------------------------------ CLI, user errors
+def _save_pair(sm: pympisr.SystemMatrix, meas: pympisr.Measurement, folder: Path
+               ) -> tuple[Path, Path]:
+    sm_path, meas_path = folder / "sm.mdf", folder / "meas.mdf"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pympisr.save_system_matrix(sm, sm_path)
+        pympisr.save_measurement(meas, meas_path)
+    return sm_path, meas_path
+
+
+def test_cli_julia_backend_records_the_used_rows(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pympisr reconstruct --backend julia` runs the one pipeline, so the output file
+    holds the used rows and their bins as for the Python backend."""
+    from click.testing import CliRunner
+
+    from pympisr.cli import main
+    from pympisr.reco.output import read_image
+
+    sm, meas = _problem(background=False)
+    sm_path, meas_path = _save_pair(sm, meas, tmp_path)
+    bridge = RecordingBridge(sm, meas)
+    real = julia.JuliaBackend
+    monkeypatch.setattr(julia, "JuliaBackend", lambda: real(bridge=bridge))  # no Julia here
+    outputs = {}
+    for backend in ("julia", "python"):
+        out = tmp_path / f"{backend}.h5"
+        result = CliRunner().invoke(main, ["reconstruct", "--sm", str(sm_path), "--meas",
+                                           str(meas_path), "--out", str(out), "--snr-thresh",
+                                           "6", "--channels", "0", "--backend", backend])
+        assert result.exit_code == 0, result.output
+        with h5py.File(out, "r") as h5:
+            outputs[backend] = (h5["/_pympisr/reconstruction/rows"][()],
+                                h5["/_pympisr/reconstruction/frequencyIndices"][()])
+        outputs[backend] += (read_image(out),)
+    assert [name for name, _ in bridge.calls] == ["load_system_matrix", "load_measurement",
+                                                  "reconstruct"]
+    rows, bins, image = outputs["julia"]
+    assert rows.shape[0] > 0 and rows.tolist() == outputs["python"][0].tolist()
+    assert bins.tolist() == outputs["python"][1].tolist()
+    np.testing.assert_allclose(image, outputs["python"][2], rtol=1e-4,
+                               atol=1e-5 * outputs["python"][2].max())
+
+
+def test_user_input_problems_are_invalid_input_errors(tmp_path: Path) -> None:
+    from pympisr.errors import InvalidInputError
+
+    sm, meas = _problem()
+    with pytest.raises(InvalidInputError, match="frames"):
+        pympisr.reconstruct(sm, meas, frames=[99])
+    with pytest.raises(InvalidInputError, match="iterations"):
+        pympisr.reconstruct(sm, meas, iterations=-1)
+    with pytest.raises(InvalidInputError, match="backend must be"):
+        get_backend("matlab")
+    # a measurement file that lacks bins the system matrix uses: named, before loading
+    keep = np.arange(4)
+    partial = pympisr.Measurement(data=meas.data[:, :, keep],
+                                  frequencies=meas.frequencies[keep],
+                                  frequency_indices=meas.frequency_indices[keep])
+    sm_path, meas_path = _save_pair(sm, partial, tmp_path)
+    with pytest.raises(InvalidInputError, match="meas.mdf: the measurement lacks 4 frequency"):
+        pympisr.reconstruct(sm_path, meas_path)
+    # ... and the command line reports it as a user error (no traceback)
+    from click.testing import CliRunner
+
+    from pympisr.cli import main
+
+    result = CliRunner().invoke(main, ["reconstruct", "--sm", str(sm_path), "--meas",
+                                       str(meas_path), "--out", str(tmp_path / "x.h5")])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "Error: " in result.output and "lacks 4 frequency bins" in result.output
+    assert not (tmp_path / "x.h5").exists()

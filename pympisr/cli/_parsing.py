@@ -77,3 +77,15 @@ class FiniteFloat(click.ParamType):
 
     def __repr__(self) -> str:
         return f"FiniteFloat(min={self.min!r}, max={self.max!r})"
+
+
+def parse_range(ctx: click.Context, param: click.Parameter, value: str | None
+                ) -> tuple[float, float] | None:
+    """click callback: ``"lo,hi"`` -> ``(lo, hi)`` with finite ``0 < lo <= hi`` (None
+    passes through)."""
+    if value is None:
+        return None
+    numbers = comma_separated(value, float, "numbers")
+    if len(numbers) != 2 or not (math.isfinite(numbers[1]) and 0 < numbers[0] <= numbers[1]):
+        raise click.BadParameter(f"{value!r}: give lo,hi with 0 < lo <= hi")
+    return numbers[0], numbers[1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._parsing import FiniteFloat
+from ._parsing import FiniteFloat, parse_range
 
 __all__ = ["command"]
 
@@ -32,10 +32,17 @@ __all__ = ["command"]
               help="Components stored per SM [default: 400 (2D), 600 (3D)].")
 @click.option("--threshold", type=FiniteFloat(min=0.0), default=1e-5, show_default=True,
               help="Keep components with energy >= threshold * strongest component energy.")
+@click.option("--spf-range", default=None, callback=parse_range,
+              help="lo,hi: samples per FWHM drawn per SM [default: 4,12]; 4,60 covers "
+              "finely sampled real calibrations.")
+@click.option("--grid-range", default=None, callback=parse_range,
+              help="lo,hi: clip of the grid size per axis [default: 12,30].")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def command(dims: str, train: int, val: int, test: int, out: str, seed: int,
             workers: int | None, grid_max: int | None, model: str,
-            max_components: int | None, threshold: float, no_progress: bool) -> None:
+            max_components: int | None, threshold: float,
+            spf_range: tuple[float, float] | None, grid_range: tuple[float, float] | None,
+            no_progress: bool) -> None:
     """Simulate system matrices into OUT (resumable, deterministic for a seed).
 
     Each item stores only the frequency components that carry signal (see
@@ -51,8 +58,10 @@ def command(dims: str, train: int, val: int, test: int, out: str, seed: int,
     rule = SelectionRule(threshold=threshold,
                          max_components=max_components or rule.max_components)
     splits = {"train": train, "val": val, "test": test}
+    ranges = {name: value for name, value in (("samples_per_fwhm", spf_range),
+                                              ("grid", grid_range)) if value is not None}
     info = generate_dataset(out, dims=d, splits=splits, seed=seed, workers=workers,
-                            grid_max=grid_max, model=model, rule=rule,
+                            grid_max=grid_max, model=model, rule=rule, ranges=ranges or None,
                             progress=not no_progress)
     click.echo(f"{out}: {sum(info['splits'].values())} system matrices "
                f"({', '.join(f'{k} {v}' for k, v in info['splits'].items())})")

@@ -15,17 +15,7 @@ from pathlib import Path
 
 import click
 
-from ._parsing import FiniteFloat, comma_separated
-
-
-def _parse_spf_range(ctx: click.Context, param: click.Parameter, value: str | None
-                     ) -> tuple[float, float] | None:
-    if value is None:
-        return None
-    numbers = comma_separated(value, float, "numbers")
-    if len(numbers) != 2 or not 0 < numbers[0] <= numbers[1]:
-        raise click.BadParameter(f"{value!r}: give lo,hi with 0 < lo <= hi")
-    return numbers[0], numbers[1]
+from ._parsing import FiniteFloat, comma_separated, parse_range
 
 
 def _parse_sigmas(ctx: click.Context, param: click.Parameter, value: str) -> list[float]:
@@ -68,7 +58,7 @@ def _parse_sigmas(ctx: click.Context, param: click.Parameter, value: str) -> lis
                    "the per-bin factors of pympisr.calibration_protocol.TUNED_DCT_FACTORS).")
 @click.option("--num-sms", type=click.IntRange(min=1), default=None,
               help="calibration/image: number of simulated SMs (default 12 / 24).")
-@click.option("--spf-range", default=None, callback=_parse_spf_range,
+@click.option("--spf-range", default=None, callback=parse_range,
               help="calibration/image: samples per FWHM 'lo,hi' for all SMs (default: "
                    "4,12 and 12,60 in turn, i.e. inside and beyond the training range).")
 @click.option("--noise-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),

@@ -58,12 +58,9 @@ def command(sm_path: Path, meas_path: Path, out: Path, snr_thresh: float, min_fr
     Writes OUT (HDF5 whose /reconstruction group follows MDF v2: data Q x P x 1 with
     voxels x fastest, size, fieldOfView, ...) and OUT.png (central slices).
     """
-    import numpy as np
-
     from ..atomic import check_output_path
-    from ..errors import InvalidInputError, PympisrError
     from ..reco.output import write_image
-    from ..reco.reconstruct import Reconstruction, reconstruct, reconstruct_with_metadata
+    from ..reco.reconstruct import reconstruct_with_metadata
 
     kwargs = dict(snr_thresh=snr_thresh, min_freq=min_freq, max_freq=max_freq,
                   rec_channels=channels, iterations=iterations, lambd=lambd,
@@ -74,30 +71,7 @@ def command(sm_path: Path, meas_path: Path, out: Path, snr_thresh: float, min_fr
         check_output_path(p)
         if p.exists() and not overwrite:
             raise FileExistsError(f"{p}: exists; pass --overwrite to replace it")
-    try:
-        if backend == "python":
-            reco = reconstruct_with_metadata(sm_path, meas_path, **kwargs)
-        else:
-            image = reconstruct(sm_path, meas_path, backend=backend, **kwargs)
-    except ValueError as exc:
-        # pympisr.reco.reconstruct reports unusable inputs (frames out of range, files
-        # that do not match, an empty frequency selection) as plain ValueErrors; its
-        # other errors are PympisrErrors already
-        if isinstance(exc, PympisrError):
-            raise
-        raise InvalidInputError(f"cannot reconstruct {meas_path} with {sm_path}: "
-                                f"{exc}") from exc
-    if backend != "python":
-        from ..mdf.reader import open_mdf
-
-        with open_mdf(sm_path) as reader:
-            grid = tuple(int(n) for n in reader.integers("/calibration/size", size=3))
-            fov = reader.numbers("/calibration/fieldOfView", size=3, default=np.zeros(3))
-            center = reader.numbers("/calibration/fieldOfViewCenter", size=3,
-                                    default=np.zeros(3))
-        reco = Reconstruction(image=image, grid=grid, fov=fov, center=center,
-                              rows=np.zeros((0, 2), dtype=np.int64),
-                              frequency_indices=None, parameters=kwargs)
+    reco = reconstruct_with_metadata(sm_path, meas_path, backend=backend, **kwargs)
     written = write_image(reco, out, overwrite=overwrite)
     img = reco.image
     click.echo(f"{reco.rows.shape[0]} frequency rows, image {img.shape[0]} frame(s) of "

@@ -24,6 +24,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from ..errors import InvalidInputError
 from ..system_matrix import Measurement, SystemMatrix
 from .kaczmarz import available_engines, kaczmarz
 
@@ -104,7 +105,8 @@ class PythonBackend:
 
     def __init__(self, engine: str = "auto") -> None:
         if engine != "auto" and engine not in ("numba", "numpy"):
-            raise ValueError(f"engine must be 'auto', 'numba' or 'numpy', got {engine!r}")
+            raise InvalidInputError(f"engine must be 'auto', 'numba' or 'numpy', got "
+                                    f"{engine!r}")
         if engine == "numba" and "numba" not in available_engines():
             raise ImportError("engine='numba' needs numba: pip install numba")
         self.engine = engine
@@ -151,18 +153,19 @@ def get_backend(backend: str | ReconstructionBackend = "python", *,
         if backend == "python":
             return PythonBackend(engine)
         if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))} "
-                             f"or a ReconstructionBackend object, got {backend!r}")
+            raise InvalidInputError(f"backend must be one of "
+                                    f"{', '.join(map(repr, BACKENDS))} or a "
+                                    f"ReconstructionBackend object, got {backend!r}")
         if engine != "auto":
-            raise ValueError(f"engine={engine!r} selects the Python Kaczmarz; it does not "
-                             f"apply to backend={backend!r}")
+            raise InvalidInputError(f"engine={engine!r} selects the Python Kaczmarz; it does "
+                                    f"not apply to backend={backend!r}")
         from ..julia import JuliaBackend  # lazy: the adapter imports juliacall on use
 
         return JuliaBackend()
     if isinstance(backend, ReconstructionBackend):
         if engine != "auto":
-            raise ValueError(f"engine={engine!r} applies to backend='python' only; "
-                             "configure a backend object yourself")
+            raise InvalidInputError(f"engine={engine!r} applies to backend='python' only; "
+                                    "configure a backend object yourself")
         return backend
     raise TypeError(f"backend must be a name ({', '.join(BACKENDS)}) or an object with "
                     "name, load_system_matrix, load_measurement and solve, got "

@@ -101,15 +101,17 @@ def select_frequencies(sm_or_snr: SystemMatrix | np.ndarray | None,
         num_channels = sm_or_snr.num_channels
     else:
         if frequencies is None:
-            raise ValueError("frequencies (Hz) are required unless a SystemMatrix is given")
+            raise InvalidInputError("frequencies (Hz) are required unless a SystemMatrix is "
+                                    "given")
         freqs = np.asarray(frequencies, dtype=np.float64).reshape(-1)
         snr = None if sm_or_snr is None else np.asarray(sm_or_snr, dtype=np.float64)
         if snr is not None:
             if snr.ndim != 2 or snr.shape[1] != freqs.size:
-                raise ValueError(f"snr must be (C, K) with K = {freqs.size}, got {snr.shape}")
+                raise InvalidInputError(f"snr must be (C, K) with K = {freqs.size}, got "
+                                        f"{snr.shape}")
             num_channels = snr.shape[0]
         elif num_channels is None:
-            raise ValueError("num_channels is required when no SNR is given")
+            raise InvalidInputError("num_channels is required when no SNR is given")
     if not np.all(np.isfinite(freqs)):
         bad = np.flatnonzero(~np.isfinite(freqs))
         raise InvalidInputError(

@@ -52,6 +52,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InvalidInputError
+
 __all__ = ["available_engines", "kaczmarz"]
 
 # Column block length (elements) for several right-hand sides: keeps the four row
@@ -346,9 +348,9 @@ def _numpy_sweeps(S: np.ndarray, u: np.ndarray, v: np.ndarray, rows: np.ndarray,
 def _weights(weights: Any, m: int) -> np.ndarray:
     w = np.asarray(weights, dtype=np.float64).reshape(-1)
     if w.size != m:
-        raise ValueError(f"weights must have one entry per row ({m}), got {w.size}")
+        raise InvalidInputError(f"weights must have one entry per row ({m}), got {w.size}")
     if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise ValueError("weights must be finite and non-negative")
+        raise InvalidInputError("weights must be finite and non-negative")
     return w
 
 
@@ -391,7 +393,7 @@ def kaczmarz(S: np.ndarray, u: np.ndarray, *, iterations: int = 3, lambd: float 
     """
     S = np.asarray(S)
     if S.ndim != 2:
-        raise ValueError(f"S must be a 2-D (M, N) matrix, got shape {S.shape}")
+        raise InvalidInputError(f"S must be a 2-D (M, N) matrix, got shape {S.shape}")
     if S.dtype != np.complex64 or not S.flags.c_contiguous:
         S = np.ascontiguousarray(S, dtype=np.complex64)
     m, n = S.shape
@@ -399,15 +401,16 @@ def kaczmarz(S: np.ndarray, u: np.ndarray, *, iterations: int = 3, lambd: float 
     single = u.ndim == 1
     u2 = u.reshape(-1, 1) if single else u
     if u2.ndim != 2 or u2.shape[0] != m:
-        raise ValueError(f"u must be (M,) or (M, F) with M = {m} rows, got shape {u.shape}")
+        raise InvalidInputError(f"u must be (M,) or (M, F) with M = {m} rows, got shape "
+                                f"{u.shape}")
     if iterations < 0:
-        raise ValueError(f"iterations must be >= 0, got {iterations}")
+        raise InvalidInputError(f"iterations must be >= 0, got {iterations}")
     if not np.isfinite(lambd) or lambd < 0:
-        raise ValueError(f"lambd must be finite and >= 0, got {lambd}")
+        raise InvalidInputError(f"lambd must be finite and >= 0, got {lambd}")
     if engine == "auto":
         engine = available_engines()[0]
     if engine not in ("numba", "numpy"):
-        raise ValueError(f"engine must be 'auto', 'numba' or 'numpy', got {engine!r}")
+        raise InvalidInputError(f"engine must be 'auto', 'numba' or 'numpy', got {engine!r}")
     kernel = _numba_kernel() if engine == "numba" else None
     if engine == "numba" and kernel is None:
         raise ImportError("engine='numba' needs numba: pip install numba")

@@ -25,7 +25,9 @@ and solves:
 
 After every step the values handed on are checked: NaN/Inf (overflow, a transfer
 function near 0, NaN in a file) raise :class:`~pympisr.errors.ReconstructionError`
-naming the step, instead of an all-NaN image.
+naming the step, instead of an all-NaN image. Unusable inputs or options (frames out
+of range, files or objects that do not match, an empty frequency selection) raise
+:class:`~pympisr.errors.InvalidInputError`, a ``ValueError``.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ReconstructionError
+from ..errors import InvalidInputError, ReconstructionError
 from ..system_matrix import Measurement, SystemMatrix
 from .backends import ReconstructionBackend, SolverParameters, get_backend
 from .frequency_filter import select_frequencies
@@ -109,11 +111,11 @@ def _bins_to_load(path: str, snr_thresh: float, min_freq: float, max_freq: float
                                   rec_channels=rec_channels,
                                   num_channels=layout.num_channels)
     except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
+        raise InvalidInputError(f"{path}: {exc}") from None
     if rows.shape[0] == 0:
-        raise ValueError(f"{path}: the frequency selection keeps no rows (snr_thresh="
-                         f"{snr_thresh}, min_freq={min_freq}, max_freq={max_freq}, "
-                         f"rec_channels={rec_channels})")
+        raise InvalidInputError(f"{path}: the frequency selection keeps no rows (snr_thresh="
+                                f"{snr_thresh}, min_freq={min_freq}, max_freq={max_freq}, "
+                                f"rec_channels={rec_channels})")
     return bins[np.unique(rows[:, 1])]
 
 
@@ -130,8 +132,26 @@ def _measurement(meas: Measurement | PathLike, backend: ReconstructionBackend,
                  bins: np.ndarray | None, bg_correction: bool) -> Measurement:
     if isinstance(meas, Measurement):
         return meas
-    return backend.load_measurement(os.fspath(meas), frequencies=bins,
-                                    bg_correction=bg_correction)
+    path = os.fspath(meas)
+    if bins is not None:
+        _require_stored_bins(path, bins)
+    return backend.load_measurement(path, frequencies=bins, bg_correction=bg_correction)
+
+
+def _require_stored_bins(path: str, bins: np.ndarray) -> None:
+    """Raise :class:`~pympisr.errors.InvalidInputError` when the measurement file
+    ``path`` does not store every rfft bin in ``bins`` (those the system matrix uses)."""
+    from ..mdf.layout import parse_layout
+    from ..mdf.reader import open_mdf
+
+    with open_mdf(path) as reader:
+        stored = parse_layout(reader).stored_bins()
+    missing = np.setdiff1d(bins, stored)
+    if missing.size:
+        raise InvalidInputError(f"{path}: the measurement lacks {missing.size} frequency "
+                                f"bins used by the system matrix (e.g. "
+                                f"{missing[:5].tolist()}); were both recorded with the same "
+                                "sampling and frequency selection?")
 
 
 # ---------------------------------------------------------------------- alignment
@@ -143,18 +163,18 @@ def _measurement_positions(sm: SystemMatrix, meas: Measurement, ks: np.ndarray
         wanted = sm.frequency_indices[ks]
         missing = sorted({int(b) for b in wanted if int(b) not in lookup})
         if missing:
-            raise ValueError(f"the measurement lacks {len(missing)} frequency bins used by "
-                             f"the system matrix (e.g. {missing[:5]})")
+            raise InvalidInputError(f"the measurement lacks {len(missing)} frequency bins "
+                                    f"used by the system matrix (e.g. {missing[:5]})")
         pos = np.array([lookup[int(b)] for b in wanted], dtype=np.int64)
     elif sm.num_frequencies == meas.num_frequencies:
         pos = ks.copy()
     else:
-        raise ValueError(f"system matrix ({sm.num_frequencies}) and measurement "
-                         f"({meas.num_frequencies}) have different frequencies and no "
-                         "frequency indices to match them")
+        raise InvalidInputError(f"system matrix ({sm.num_frequencies}) and measurement "
+                                f"({meas.num_frequencies}) have different frequencies and no "
+                                "frequency indices to match them")
     if not np.allclose(sm.frequencies[ks], meas.frequencies[pos], rtol=1e-6, atol=1e-3):
-        raise ValueError("system matrix and measurement frequencies differ (different "
-                         "sampling rate or period length?)")
+        raise InvalidInputError("system matrix and measurement frequencies differ (different "
+                                "sampling rate or period length?)")
     return pos
 
 
@@ -167,12 +187,12 @@ def _frame_data(meas: Measurement, frames: int | Sequence[int] | slice | None,
             np.asarray(frames, dtype=np.int64))
         bad = index[(index < 0) | (index >= meas.num_frames)]
         if bad.size:
-            raise ValueError(f"frames {bad.tolist()} outside 0..{meas.num_frames - 1}")
+            raise InvalidInputError(f"frames {bad.tolist()} outside 0..{meas.num_frames - 1}")
     if num_averages < 1:
-        raise ValueError(f"num_averages must be >= 1, got {num_averages}")
+        raise InvalidInputError(f"num_averages must be >= 1, got {num_averages}")
     if index.size == 0 or index.size % num_averages:
-        raise ValueError(f"{index.size} selected frames cannot be averaged in blocks of "
-                         f"num_averages={num_averages}")
+        raise InvalidInputError(f"{index.size} selected frames cannot be averaged in blocks "
+                                f"of num_averages={num_averages}")
     data = meas.data[index].astype(np.complex128)
     return data.reshape(-1, num_averages, *data.shape[1:]).mean(axis=1)
 
@@ -197,17 +217,17 @@ def _row_weights(weighting: Any, rows_matrix: np.ndarray, background: np.ndarray
             return np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
         if weighting == "background":
             if background is None or background.shape[0] < 2:
-                raise ValueError("weighting='background' needs at least 2 background "
-                                 "frames in the measurement")
+                raise InvalidInputError("weighting='background' needs at least 2 background "
+                                        "frames in the measurement")
             std = background.std(axis=0)
             floor = np.median(std[std > 0]) * 1e-6 if np.any(std > 0) else 1.0
             return 1.0 / np.maximum(std, floor)
-        raise ValueError(f"weighting must be None, 'row_norm', 'background' or an array, "
-                         f"got {weighting!r}")
+        raise InvalidInputError(f"weighting must be None, 'row_norm', 'background' or an "
+                                f"array, got {weighting!r}")
     w = np.asarray(weighting, dtype=np.float64).reshape(-1)
     if w.size != rows_matrix.shape[0]:
-        raise ValueError(f"weighting array has {w.size} entries for "
-                         f"{rows_matrix.shape[0]} selected rows")
+        raise InvalidInputError(f"weighting array has {w.size} entries for "
+                                f"{rows_matrix.shape[0]} selected rows")
     return w
 
 
@@ -307,23 +327,27 @@ def _correct_transfer_function(data: _Rows, sm: SystemMatrix, meas: Measurement,
             data.background = _divide(data.background, meas_tf, "background")
         meas_done = True
     if sm_done and not meas_done:
-        if sm_tf is None:
-            raise ValueError("the system matrix is transfer-function corrected but its "
-                             "transfer function is unknown, and the measurement is not "
-                             "corrected: units differ")
-        warnings.warn("measurement has no transfer function; dividing it by the system "
-                      "matrix's", stacklevel=3)
-        data.u = _divide(data.u, sm_tf[:, None], "measurement")
+        tf = _borrowed_transfer_function(sm_tf, "system matrix", "measurement")
+        data.u = _divide(data.u, tf[:, None], "measurement")
         if data.background is not None:
-            data.background = _divide(data.background, sm_tf, "background")
+            data.background = _divide(data.background, tf, "background")
     elif meas_done and not sm_done:
-        if meas_tf is None:
-            raise ValueError("the measurement is transfer-function corrected but its "
-                             "transfer function is unknown, and the system matrix is not "
-                             "corrected: units differ")
-        warnings.warn("system matrix has no transfer function; dividing it by the "
-                      "measurement's", stacklevel=3)
-        data.S = _divide(data.S, meas_tf[:, None], "system matrix")
+        tf = _borrowed_transfer_function(meas_tf, "measurement", "system matrix")
+        data.S = _divide(data.S, tf[:, None], "system matrix")
+
+
+def _borrowed_transfer_function(tf: np.ndarray | None, corrected: str, other: str
+                                ) -> np.ndarray:
+    """The transfer function ``tf`` of the ``corrected`` side, by which the ``other``
+    (uncorrected) side is divided too, with a warning; raises
+    :class:`~pympisr.errors.InvalidInputError` when it is unknown (units would differ)."""
+    if tf is None:
+        raise InvalidInputError(f"the {corrected} is transfer-function corrected but its "
+                                f"transfer function is unknown, and the {other} is not "
+                                "corrected: units differ")
+    warnings.warn(f"{other} has no transfer function; dividing it by the {corrected}'s",
+                  stacklevel=4)
+    return tf
 
 
 # ---------------------------------------------------------------------- public
@@ -343,15 +367,15 @@ def reconstruct_with_metadata(
     sm = _system_matrix(sm, impl, bg_correction, selection)
     rows = select_frequencies(sm, **selection)
     if rows.shape[0] == 0:
-        raise ValueError(f"the frequency selection keeps no rows ({selection})")
+        raise InvalidInputError(f"the frequency selection keeps no rows ({selection})")
     channels, ks = rows[:, 0], rows[:, 1]
     bins = None
     if sm.frequency_indices is not None:
         bins = np.unique(sm.frequency_indices[ks])
     meas = _measurement(meas, impl, bins, bg_correction)
     if meas.num_channels != sm.num_channels:
-        raise ValueError(f"system matrix has {sm.num_channels} receive channels, the "
-                         f"measurement {meas.num_channels}")
+        raise InvalidInputError(f"system matrix has {sm.num_channels} receive channels, the "
+                                f"measurement {meas.num_channels}")
     meas_ks = _measurement_positions(sm, meas, ks)
     S = sm.matrix(rows)                                                    # complex64
     _require_finite(S, "frequency selection", "selected system-matrix rows", sm, rows,
@@ -389,7 +413,7 @@ def reconstruct_with_metadata(
         _require_finite(weights, "row weighting", "row weights", sm, rows,
                         "weights must be finite (a zero standard deviation or norm?)")
         if np.any(weights < 0):
-            raise ValueError("row weights must be non-negative")
+            raise InvalidInputError("row weights must be non-negative")
     _require_solvable(S, weights, "row weighting" if weights is not None
                       else "frequency selection", sm, rows)
     # 6. solve
@@ -464,8 +488,11 @@ def reconstruct(sm: SystemMatrix | PathLike, meas: Measurement | PathLike, *,
     ------
     ReconstructionError
         A step produced NaN/Inf (the message names the step).
-    ValueError
-        Inconsistent inputs or options.
+    InvalidInputError
+        Inconsistent inputs or options (frames out of range, files or objects that do
+        not match, an empty frequency selection, ...); a ``ValueError``.
+    MDFError
+        A file is not a readable MDF.
     """
     return reconstruct_with_metadata(
         sm, meas, snr_thresh=snr_thresh, min_freq=min_freq, max_freq=max_freq,

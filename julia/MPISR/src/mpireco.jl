@@ -10,7 +10,7 @@
     RestoredSystemMatrix(; model, freqFilter = SNRThresholdFrequencyFilterParameter(),
                          bgCorrection = false, tfCorrection = nothing,
                          loadasreal = false, mask = nothing, noise = :auto,
-                         keepBelow = 1e-3, projectionTol = 1.0, batchSize = 16)
+                         keepBelow = 1e-3, projectionTol = 1.5, batchSize = 16)
 
 An `AbstractSystemMatrixLoadingParameter` that loads the rows selected by `freqFilter`
 (any MPIReco frequency filter parameter) from the calibration file and restores them
@@ -40,7 +40,7 @@ Base.@kwdef struct RestoredSystemMatrix{F <: AbstractFrequencyFilterParameter} <
     mask::Union{Nothing, Array{Bool, 3}} = nothing
     noise::Union{Symbol, Float64, Vector{Float64}} = :auto
     keepBelow::Float64 = 1.0e-3
-    projectionTol::Float64 = 1.0
+    projectionTol::Float64 = 1.5
     batchSize::Int = 16
 end
 

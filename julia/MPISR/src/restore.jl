@@ -2,7 +2,7 @@
 
 """
     restore_images(model, images; mask = nothing, sigma = nothing, batchsize = 16,
-                   keep_below = 1e-3, tol = 1.0) -> Array{ComplexF32,4}
+                   keep_below = 1e-3, tol = 1.5) -> Array{ComplexF32,4}
 
 Restore complex frequency components `images` of size (Nx, Ny, Nz, M), component by
 component in batches of `batchsize`. A 2D model restores every z slice as an image of
@@ -28,7 +28,7 @@ function restore_images(
     sigma = nothing,
     batchsize::Integer = 16,
     keep_below::Real = 1.0e-3,
-    tol::Real = 1.0,
+    tol::Real = 1.5,
 )
     batchsize > 0 || throw(ArgumentError("batchsize must be positive, got $batchsize"))
     nx, ny, nz, ncomp = size(images)
@@ -71,7 +71,7 @@ function safety_step!(
     measured::AbstractArray{<:Complex, 4},
     sigma::AbstractVector{<:Real};
     keep_below::Real = 1.0e-3,
-    tol::Real = 1.0,
+    tol::Real = 1.5,
 )
     ncomp = size(measured, 4)
     length(sigma) == ncomp && size(restored, 4) == ncomp ||
@@ -124,7 +124,7 @@ function restore(
     sigma = nothing,
     batchsize::Integer = 16,
     keep_below::Real = 1.0e-3,
-    tol::Real = 1.0,
+    tol::Real = 1.5,
 )
     shape = grid_shape(grid)
     size(S, 1) == prod(shape) ||
@@ -153,7 +153,7 @@ function restore(
     sigma = nothing,
     batchsize::Integer = 16,
     keep_below::Real = 1.0e-3,
-    tol::Real = 1.0,
+    tol::Real = 1.5,
 )
     restored, out_shape = restore(
         model,
