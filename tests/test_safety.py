@@ -11,7 +11,8 @@ import pytest
 from pympisr.baselines.dct import dct_denoise, dct_divergence
 from pympisr.operators import Identity, StridedSampling
 from pympisr.restoration.safety import (ACTIONS, SafetyOptions, _simplex_minimum,
-                                        consistency_step, sure_combination)
+                                        consistency_step, estimated_relative_noise,
+                                        sure_combination)
 
 RNG = np.random.default_rng(7)
 
@@ -155,3 +156,34 @@ def test_sure_tuned_dct_picks_a_larger_factor_for_pure_noise() -> None:
     assert np.all(_mse(out, 0) < 0.1 * _mse(noise_only, 0))
     np.testing.assert_allclose(div, dct_divergence(noise_only, sig * factor / 2.0,
                                                    threshold=2.0), rtol=1e-9)
+
+
+def test_only_components_inside_the_network_range_reach_the_network() -> None:
+    from pympisr.restoration.restore import ComponentRestorer
+    from pympisr.tasks import get_task
+
+    class Recorder:
+        """Stands in for an OnnxRestorer: identity network that records its batches."""
+
+        def __init__(self) -> None:
+            self.seen: list[int] = []
+
+        def __call__(self, z: np.ndarray, sigma: np.ndarray | None = None) -> np.ndarray:
+            self.seen.append(z.shape[0])
+            return z
+
+    clean = _smooth(3)
+    sig = np.array([1e-5, 0.1, 50.0])  # relative noise 1e-5 (strong), 0.1, 50 (noise only)
+    y = _noisy(clean, sig).astype(np.complex64)
+    y[2] = (sig[2] * np.exp(2j * np.pi * RNG.random(y[2].shape))).astype(np.complex64)
+    # the last is noise only: its peak does not rise above the noise's typical maximum
+    assert estimated_relative_noise(y, sig)[2] == np.inf
+    recorder = Recorder()
+    run = ComponentRestorer(recorder, get_task("denoise"), SafetyOptions())
+    x, record = run(y, sig, None)
+    assert recorder.seen == [2]          # the middle component and its SURE probe
+    assert ACTIONS[record.action[0]] == "kept"
+    assert record.network_weight[0] == 0 and record.network_weight[2] == 0
+    assert np.all(_mse(x, clean) <= 1.05 * _mse(y, clean))
+    with pytest.raises(ValueError, match="ceiling"):
+        SafetyOptions(network_floor=1.0, network_ceiling=0.5)

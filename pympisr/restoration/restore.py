@@ -35,7 +35,8 @@ from ..system_matrix import SystemMatrix
 from ..tasks import TASKS, Task, get_task
 from .noise_level import NoiseLevel, component_noise
 from .runtime import OnnxRestorer
-from .safety import ACTIONS, SafetyOptions, SafetyRecord, consistency_step, sure_combination
+from .safety import (ACTIONS, SafetyOptions, SafetyRecord, consistency_step,
+                     estimated_relative_noise, sure_combination)
 
 __all__ = ["PROVENANCE", "TASKS", "ComponentRestorer", "default_output_path", "restore", "restore_system_matrix"]
 
@@ -125,7 +126,8 @@ class ComponentRestorer:
         dims = y.ndim - 1
         peak = np.abs(y).reshape(y.shape[0], -1).max(axis=1)
         relative = np.where(peak > 0, sigma / np.where(peak > 0, peak, 1), np.inf)
-        use_net = relative >= self.safety.network_floor
+        use_net = ((relative >= self.safety.network_floor)
+                   & (estimated_relative_noise(y, sigma) <= self.safety.network_ceiling))
         x = np.empty_like(y)
         a, b = np.zeros(y.shape[0]), np.zeros(y.shape[0])
         for group, with_net in ((use_net, True), (~use_net, False)):

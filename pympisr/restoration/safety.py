@@ -21,8 +21,11 @@ Denoising (``A = I``)
     erases weak structure or cannot reach a strong component's SNR gets a small weight;
     a component that is pure noise goes to the baseline's zero.
     Components whose relative noise ``sigma / max|y|`` is below ``network_floor`` never
-    reach the network (its fidelity ceiling is about 45-50 dB): only ``y`` and the
-    baseline compete there.
+    reach the network (its fidelity ceiling is about 45-50 dB), nor do those whose
+    estimated relative noise ``sigma / (max|y| - sigma sqrt(2 ln N))`` (the noisy peak
+    minus the typical peak of ``N`` noise samples) is above ``network_ceiling``: noise
+    only, as most components of a full-band calibration are (DCT-F takes them to about
+    zero). Only ``y`` and the baseline compete there.
 
 Every task (discrepancy principle)
     The residual through the task's operator must be consistent with the noise:
@@ -45,7 +48,8 @@ import numpy as np
 
 from ..operators import LinearOperator
 
-__all__ = ["ACTIONS", "SafetyOptions", "SafetyRecord", "consistency_step", "sure_combination"]
+__all__ = ["ACTIONS", "SafetyOptions", "SafetyRecord", "consistency_step",
+           "estimated_relative_noise", "sure_combination"]
 
 # action codes stored per component (int8): index into ACTIONS
 ACTIONS = ("copied", "restored", "blended", "baseline", "kept", "projected")
@@ -57,8 +61,8 @@ class SafetyOptions:
 
     Attributes
     ----------
-    network_floor:
-        Relative noise below which the network is not run (denoising).
+    network_floor, network_ceiling:
+        Relative noise below / above which the network is not run (denoising).
     keep_below:
         Relative noise below which measured samples are kept exactly.
     tol:
@@ -70,6 +74,7 @@ class SafetyOptions:
     """
 
     network_floor: float = 1e-3
+    network_ceiling: float = 10.0
     keep_below: float = 1e-4
     tol: float = 1.5
     probe_scale: float = 0.05
@@ -80,6 +85,8 @@ class SafetyOptions:
             value = getattr(self, name)
             if not (np.isfinite(value) and value >= 0):
                 raise ValueError(f"SafetyOptions.{name} must be finite and >= 0, got {value}")
+        if not self.network_ceiling > self.network_floor:
+            raise ValueError("SafetyOptions.network_ceiling must exceed network_floor")
         if self.probe_scale == 0:
             raise ValueError("SafetyOptions.probe_scale must be positive")
 
@@ -219,3 +226,14 @@ def consistency_step(x: np.ndarray, y: np.ndarray, sigma: np.ndarray,
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(radius > 0, np.where(projected, after, before) / radius, np.nan)
     return out, projected, ratio
+
+
+def estimated_relative_noise(y: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """``sigma / (max|y| - sigma sqrt(2 ln N))`` per component of ``y`` ``(B, *grid)``
+    (inf where the peak does not rise above the typical maximum of ``N`` noise
+    magnitudes, whose per-part std is ``sigma``)."""
+    peak = np.abs(y).reshape(y.shape[0], -1).max(axis=1).astype(np.float64)
+    count = y[0].size
+    signal = peak - np.asarray(sigma, dtype=np.float64) * np.sqrt(2 * np.log(max(count, 2)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(signal > 0, sigma / np.where(signal > 0, signal, 1), np.inf)
