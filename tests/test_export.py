@@ -25,9 +25,9 @@ REQUIRED_METADATA = {"task", "architecture", "dims", "scale_factor", "axis_order
                      "noise_range", "training_data", "pympisr_version", "test_metrics"}
 
 
-def run_onnx(path: Path, x: np.ndarray) -> np.ndarray:
+def run_onnx(path: Path, x: np.ndarray, **extra: np.ndarray) -> np.ndarray:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(["restored"], {"sm": x})[0]
+    return session.run(["restored"], {"sm": x, **extra})[0]
 
 
 def random_net(name: str, dims: int, seed: int = 0) -> nn.Module:
@@ -190,5 +190,7 @@ def test_shipped_golden_pair_reproduces(entry: dict) -> None:
     x = np.load(MODELS / entry["golden"]["input"])
     y = np.load(MODELS / entry["golden"]["output"])
     assert x.dtype == np.float32 and x.shape[1] == 2 and x.ndim == entry["dims"] + 2
-    out = run_onnx(resolved.path, x)
+    extra = {k: np.load(MODELS / entry["golden"][k]) for k in ("sigma", "mask")
+             if k in entry["golden"]}
+    out = run_onnx(resolved.path, x, **extra)
     np.testing.assert_allclose(out, y, rtol=0, atol=1e-5 * np.abs(y).max())
