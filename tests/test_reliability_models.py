@@ -219,3 +219,17 @@ def test_dataset_description_records_no_absolute_path(tmp_path: Path,
 def test_errors_are_pympisr_errors() -> None:
     for cls in (ModelIntegrityError, ModelLoadError, UntrustedModelError):
         assert issubclass(cls, PympisrError)
+
+
+def test_no_shipped_model_embeds_an_absolute_path() -> None:
+    """The ONNX files' own metadata (not only the manifest) are free of machine paths."""
+    import onnx
+
+    for entry in read_manifest(models_dir())["models"]:
+        model = onnx.load(str(models_dir() / entry["file"]), load_external_data=False)
+        for prop in model.metadata_props:
+            try:
+                value = json.loads(prop.value)
+            except json.JSONDecodeError:
+                value = prop.value
+            assert _absolute_strings(value, prop.key) == [], entry["name"]

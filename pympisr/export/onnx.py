@@ -315,6 +315,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *,
                       overwrite: bool = False) -> ExportResult:
     """Export a training checkpoint (EMA weights by default) with full metadata."""
     from .. import __version__
+    from ..model_zoo import portable_paths
     from ..training import load_checkpoint, model_from_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
@@ -341,8 +342,9 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *,
         "model_options": ckpt["model"]["options"],
         "parameters": sum(p.numel() for p in net.parameters()),
         "noise_range": list(config["data"]["sigma_range"]),
-        "training_data": data,
-        "training": training,
+        # shipped artifacts must not carry the training machine's folder layout
+        "training_data": portable_paths(data),
+        "training": portable_paths(training),
         "pympisr_version": __version__,
         "test_metrics": test_metrics or {},
     }
