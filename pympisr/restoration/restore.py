@@ -218,7 +218,7 @@ def restore_system_matrix(sm: SystemMatrix, *, task: str = "denoise",
     under ``/_pympisr/restoration/``.
     """
     restorer = _restorer(model, task, sm.dims, trust)
-    task_obj = get_task(task, sm.dims, restorer.scale_factor)
+    task_obj = restorer.task_rules
     if task_obj.needs_mask != (mask is not None):
         raise InvalidInputError(f"task {task!r} " + ("needs a mask (True = valid position)"
                                               if task_obj.needs_mask else "takes no mask"))
@@ -278,7 +278,6 @@ def _provenance(metadata: dict[str, Any], restorer: OnnxRestorer, task: Task,
 
     info = restorer.describe()
     out = dict(metadata)
-    codes = np.where(selected, record.action, ACTIONS.index("copied")).astype(np.int8)
     out.update({
         f"{PROVENANCE}/task": task.name,
         f"{PROVENANCE}/scaleFactor": task.scale_factor,
@@ -295,7 +294,7 @@ def _provenance(metadata: dict[str, Any], restorer: OnnxRestorer, task: Task,
         f"{PROVENANCE}/noiseSource": level.source,
         f"{PROVENANCE}/noiseStd": level.std.astype(np.float32),
         f"{PROVENANCE}/safety": "none" if safety is None else json.dumps(asdict(safety)),
-        f"{PROVENANCE}/action": codes,
+        f"{PROVENANCE}/action": record.action,  # "copied" (0) where not selected
         f"{PROVENANCE}/actionNames": json.dumps(list(ACTIONS)),
         f"{PROVENANCE}/networkWeight": record.network_weight.astype(np.float32),
         f"{PROVENANCE}/baselineWeight": record.baseline_weight.astype(np.float32),

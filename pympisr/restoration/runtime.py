@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import ModelLoadError
 from ..model_zoo import ResolvedModel, resolve_model, sha256_file, verify_model
+from ..tasks import get_task
 
 __all__ = ["OnnxRestorer", "default_threads"]
 
@@ -74,6 +75,8 @@ class OnnxRestorer:
         The model's ``metadata_props`` (strings).
     task, dims, scale_factor:
         From the metadata.
+    task_rules:
+        The :class:`pympisr.tasks.Task` of the model (grid rule, operator, baseline).
     """
 
     def __init__(self, model: str | os.PathLike[str] | ResolvedModel, *,
@@ -117,6 +120,11 @@ class OnnxRestorer:
         except ValueError as exc:
             raise ModelLoadError(f"{self.path}: metadata 'dims'/'scale_factor' are not "
                                  f"integers ({exc})") from exc
+        try:
+            self.task_rules = get_task(self.task, self.dims, self.scale_factor)
+        except ValueError as exc:  # unknown task, or dims/scale factor it does not allow
+            raise ModelLoadError(f"{self.path}: metadata 'task'/'dims'/'scale_factor': "
+                                 f"{exc}") from exc
         self.input_names = [i.name for i in self.session.get_inputs()]
 
     @property
@@ -144,21 +152,9 @@ class OnnxRestorer:
             yield slice(start, min(n, start + self.batch_size))
 
     @property
-    def grid_rule(self) -> str:
-        """``"same"``, ``"scale"`` or ``"stride"`` (see :mod:`pympisr.tasks.base`)."""
-        return self.metadata.get("grid_rule", "same" if self.scale_factor == 1 else "scale")
-
-    @property
     def takes_noise_level(self) -> bool:
         """Whether the graph has the ``sigma`` input (noise-level conditioned)."""
         return "sigma" in self.input_names
-
-    def output_grid(self, grid: tuple[int, ...]) -> tuple[int, ...]:
-        """Output spatial shape for an input spatial shape (the model's grid rule)."""
-        s = self.scale_factor
-        rule = self.grid_rule
-        return tuple(n if rule == "same" else n * s if rule == "scale" else s * (n - 1) + 1
-                     for n in grid)
 
     def __call__(self, x: np.ndarray, mask: np.ndarray | None = None,
                  sigma: np.ndarray | None = None) -> np.ndarray:
@@ -168,7 +164,8 @@ class OnnxRestorer:
         and rejected by the others. ``sigma`` ``(B,)``: noise std of the real and of the
         imaginary part of each component in the units of ``x``, required by
         noise-conditioned models (:attr:`takes_noise_level`) and ignored by the others.
-        Returns complex64 of shape ``(B, *grid_out)`` (:meth:`output_grid`).
+        Returns complex64 of shape ``(B, *grid_out)`` (the task's grid rule,
+        :meth:`pympisr.tasks.Task.output_grid`).
         """
         x = np.asarray(x)
         if x.ndim != self.dims + 1:
@@ -187,7 +184,8 @@ class OnnxRestorer:
             sigma = np.broadcast_to(np.asarray(sigma, dtype=np.float32), (x.shape[0],))
             if not np.all(np.isfinite(sigma)) or np.any(sigma < 0):
                 raise ValueError(f"{self.name}: sigma must be finite and >= 0")
-        out = np.empty((x.shape[0], *self.output_grid(x.shape[1:])), dtype=np.complex64)
+        out = np.empty((x.shape[0], *self.task_rules.output_grid(x.shape[1:])),
+                       dtype=np.complex64)
         for sl in self._batches(x.shape[0]):
             chunk = x[sl]
             feeds = {"sm": np.stack([chunk.real, chunk.imag], axis=1).astype(np.float32)}
