@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from ..errors import InvalidInputError, RestorationError
 from ..system_matrix import SystemMatrix
 from ..tasks import TASKS, Task, get_task
+from ..tasks.base import with_grid_positions
 from .noise_level import NoiseLevel, component_noise
 from .runtime import OnnxRestorer
 from .safety import (ACTIONS, SafetyOptions, SafetyRecord, consistency_step,
@@ -263,11 +264,11 @@ def restore_system_matrix(sm: SystemMatrix, *, task: str = "denoise",
                                  "values")
     metadata = _provenance(sm.metadata, restorer, task_obj, level, selected, record,
                            safety, snr_thresh, grid_mask)
+    restored = sm.replace(data=data, grid=out_grid, fov=out_fov, center=out_center,
+                          metadata=metadata)
     if out_grid != sm.grid:
-        metadata = {key: value for key, value in metadata.items()
-                    if key != "/calibration/positions"}
-    return sm.replace(data=data, grid=out_grid, fov=out_fov, center=out_center,
-                      metadata=metadata)
+        restored = restored.replace(metadata=with_grid_positions(metadata, restored))
+    return restored
 
 
 def _provenance(metadata: dict[str, Any], restorer: OnnxRestorer, task: Task,

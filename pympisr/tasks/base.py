@@ -30,7 +30,8 @@ import torch
 
 from ..operators import LinearOperator
 
-__all__ = ["NoiseSampler", "Placement", "SampleOptions", "Task", "complex_to_channels"]
+__all__ = ["NoiseSampler", "Placement", "SampleOptions", "Task", "complex_to_channels",
+           "with_grid_positions"]
 
 GRID_RULES = ("same", "scale", "stride")
 
@@ -44,6 +45,18 @@ class NoiseSampler(Protocol):
 def complex_to_channels(x: np.ndarray) -> np.ndarray:
     """One complex image ``(*spatial)`` -> float32 ``(2, *spatial)`` (real, imag)."""
     return np.stack([x.real, x.imag], axis=0).astype(np.float32)
+
+
+def with_grid_positions(metadata: dict[str, Any], sm: Any) -> dict[str, Any]:
+    """``metadata`` with ``/calibration/positions`` set to the voxel centres of ``sm``'s
+    grid (``(N, 3)`` in m, x fastest as ``/calibration/order = "xyz"``) when the source
+    had positions, and the per-voxel offset fields dropped (they belong to the old grid).
+    """
+    out = {key: value for key, value in metadata.items()
+           if key not in ("/calibration/positions", "/calibration/offsetFields")}
+    if "/calibration/positions" in metadata:
+        out["/calibration/positions"] = sm.voxel_centers().reshape(-1, 3)
+    return out
 
 
 @dataclass(frozen=True)
@@ -182,6 +195,66 @@ class Task:
             voxel = fov / np.asarray(grid) / self.scale_factor
             fov = np.where(np.asarray(grid) == 1, fov, voxel * np.asarray(out))
         return out, fov, np.asarray(center, dtype=np.float64)
+
+    def input_geometry(self, grid: Sequence[int], fov: Sequence[float],
+                       center: Sequence[float]) -> tuple[tuple[int, ...], np.ndarray,
+                                                         np.ndarray]:
+        """Grid, FOV (m) and centre (m) of the degraded SM made from a fine SM (the
+        inverse of :meth:`output_geometry`), all in (x, y, z) order.
+
+        With fine voxel size ``v = fov / N`` and fine voxel centres
+        ``c + (i - (N - 1) / 2) v``:
+
+        * ``"stride"``: the measured positions are the fine indices ``0, s, ...,
+          s (n - 1)`` with ``n = (N - 1) // s + 1``; they keep their physical coordinates,
+          so the coarse voxel is ``s v``, the FOV ``n s v`` and the centre moves by
+          ``(s (n - 1) - (N - 1)) v / 2`` (zero when ``s`` divides ``N - 1``);
+        * ``"scale"``: each coarse voxel is the block of ``s`` fine voxels it averages;
+          the first ``n = N // s`` blocks are kept, FOV ``n s v``, centre moved by
+          ``(n s - N) v / 2``;
+        * ``"same"``: unchanged. Axes of size 1 (2D) are kept.
+        """
+        grid_arr = np.asarray([int(n) for n in grid])
+        fov = np.asarray(fov, dtype=np.float64)
+        center = np.asarray(center, dtype=np.float64)
+        if self.grid_rule == "same":
+            return tuple(int(n) for n in grid_arr), fov, center
+        s = self.scale_factor
+        coarse = np.where(grid_arr == 1, 1, np.asarray(self.input_grid(grid_arr)))
+        voxel = fov / grid_arr
+        if self.grid_rule == "stride":
+            span = s * (coarse - 1) - (grid_arr - 1)
+        else:
+            span = s * coarse - grid_arr
+        flat = grid_arr == 1
+        fov_in = np.where(flat, fov, voxel * s * coarse)
+        center_in = np.where(flat, center, center + span * voxel / 2)
+        return tuple(int(n) for n in coarse), fov_in, center_in
+
+    def degrade_system_matrix(self, sm: Any, mask: Any = None) -> Any:
+        """The SM a coarse or corrupted calibration of ``sm`` would have measured.
+
+        Applies ``A`` to every component (:meth:`operator`; inpainting: zero where
+        ``mask``, bool ``(Nz, Ny, Nx)`` with True = valid, is False) and sets the grid,
+        FOV and centre of :meth:`input_geometry`; per-voxel metadata (positions) is
+        rewritten for the new grid. Background frames and SNR are kept. ``sm`` is not
+        modified. Used to make accelerated calibrations from fine ones (tests,
+        evaluation, notebooks).
+        """
+        squeeze = sm.dims == 2
+        data = sm.data[:, :, 0] if squeeze else sm.data
+        fine = data.shape[2:]
+        crop = self.training_crop(fine)
+        data = data[(Ellipsis, *(slice(0, n) for n in crop))]
+        if mask is not None:
+            mask = np.asarray(mask, dtype=bool)
+            mask = mask.reshape(mask.shape[-self.dims:])
+        out = np.asarray(self.operator(crop, mask).forward(data), dtype=np.complex64)
+        if squeeze:
+            out = out[:, :, None]
+        grid, fov, center = self.input_geometry(sm.grid, sm.fov, sm.center)
+        coarse = sm.replace(data=np.ascontiguousarray(out), grid=grid, fov=fov, center=center)
+        return coarse.replace(metadata=with_grid_positions(sm.metadata, coarse))
 
     # -- operator ---------------------------------------------------------------------
     def operator(self, fine_shape: Sequence[int], mask: Any = None) -> LinearOperator:
