@@ -169,3 +169,18 @@ def test_mask_is_required_exactly_for_inpainting(zoo: Path,
     with pytest.raises(ValueError, match="mask"):
         restore_system_matrix(_sm(), task="denoise", model="test-denoise",
                               mask=np.ones((11, 13), bool), progress=False)
+
+
+def test_stride_loss_crops_the_networks_sn_prediction() -> None:
+    """A "stride" network predicts s n points per axis; the loss sees the first
+    s (n - 1) + 1 (the task's output grid) and refuses a prediction that is too small."""
+    task = get_task("accelerate", dims=2, scale_factor=2)
+    sample = task.make_sample(np.ones((9, 9), np.complex64), np.random.default_rng(0),
+                              SampleOptions(dims=2, patch_size=5))
+    batch = {k: v[None] for k, v in sample.items()}
+    assert batch["target"].shape[2:] == (9, 9)
+    pred = torch.randn(1, 2, 10, 10)
+    assert float(task.loss(pred, batch)) == pytest.approx(float(task.loss(pred[:, :, :9, :9],
+                                                                         batch)))
+    with pytest.raises(ValueError, match="smaller"):
+        task.loss(pred[:, :, :8, :8], batch)

@@ -354,9 +354,24 @@ class Task:
 
     # -- training loss ------------------------------------------------------------------
     def loss(self, pred: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """L1 on the valid (non-padded) output pixels (seed paper 3.3)."""
+        """L1 on the valid (non-padded) output pixels (seed paper 3.3). A network of the
+        ``"stride"`` rule predicts ``s n`` points per axis; the first ``s (n - 1) + 1`` of
+        them are the output grid (:meth:`crop_prediction`)."""
         from ..training.losses import masked_l1
-        return masked_l1(pred, batch["target"], batch["valid"])
+        target = batch["target"]
+        return masked_l1(self.crop_prediction(pred, target), target, batch["valid"])
+
+    @staticmethod
+    def crop_prediction(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``pred`` ``(B, C, *grid)`` cropped to ``target``'s spatial shape (leading
+        corner; raises if ``pred`` is smaller)."""
+        spatial = tuple(target.shape[2:])
+        if tuple(pred.shape[2:]) == spatial:
+            return pred
+        if any(p < t for p, t in zip(pred.shape[2:], spatial)):
+            raise ValueError(f"prediction grid {tuple(pred.shape[2:])} is smaller than the "
+                             f"target grid {spatial}")
+        return pred[(slice(None), slice(None), *(slice(0, n) for n in spatial))]
 
     # -- classical baseline -------------------------------------------------------------
     def baseline(self, y: np.ndarray, sigma: np.ndarray,
