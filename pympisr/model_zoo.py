@@ -1,8 +1,10 @@
 """The shipped ONNX models: folder, manifest, checksums, lookup.
 
-Models live in one folder (default: the repository's ``onnx_models/``, i.e. the parent
-of the installed ``pympisr`` package for an editable install; override with the
-environment variable ``PYMPISR_MODELS``). ``manifest.json`` there lists each model::
+Models live in one folder (:func:`models_dir`): ``$PYMPISR_MODELS`` if set, else the
+repository's ``onnx_models/`` when pympisr runs from a checkout (or an editable
+install), else the copy of that folder shipped inside an installed wheel as package
+data (``pympisr.onnx_models``, found with :mod:`importlib.resources`).
+``manifest.json`` there lists each model::
 
     {"format": "pympisr-model-manifest", "version": 1,
      "models": [{"name": "denoise-dncnn-small-2d", "file": "....onnx", "task": "denoise",
@@ -59,11 +61,36 @@ VERIFIED_BY_USER = "trusted by user"
 
 
 def models_dir() -> Path:
-    """``$PYMPISR_MODELS`` if set, else ``<repository>/onnx_models``."""
+    """The folder of the shipped models (module docstring).
+
+    Order: ``$PYMPISR_MODELS``; ``<repository>/onnx_models`` if it holds a manifest
+    (running from a checkout); the installed package data ``pympisr.onnx_models``; and
+    if none of them exists, the repository path (so error messages name it).
+    """
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "onnx_models"
+    checkout = Path(__file__).resolve().parent.parent / "onnx_models"
+    if (checkout / MANIFEST_NAME).is_file():
+        return checkout
+    installed = _installed_models_dir()
+    return installed if installed is not None else checkout
+
+
+def _installed_models_dir() -> Path | None:
+    """The wheel's ``pympisr/onnx_models`` folder, or None if it is not installed."""
+    from importlib import resources
+
+    try:
+        folder = resources.files("pympisr.onnx_models")
+    except ModuleNotFoundError:
+        return None
+    # a namespace package (no __init__.py) gives a MultiplexedPath; its joinpath
+    # returns the file's real path in whichever folder holds it
+    manifest = folder.joinpath(MANIFEST_NAME)
+    if not isinstance(manifest, Path) or not manifest.is_file():
+        return None
+    return manifest.parent
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -245,19 +272,24 @@ def find_model(name: str, directory: str | os.PathLike[str] | None = None) -> Re
 
 
 def default_model(task: str, dims: int,
-                  directory: str | os.PathLike[str] | None = None) -> ResolvedModel:
-    """The first manifest entry for ``task`` and ``dims`` (the manifest's order is the
-    preference order)."""
+                  directory: str | os.PathLike[str] | None = None, *,
+                  scale: int | None = None) -> ResolvedModel:
+    """The first manifest entry for ``task``, ``dims`` and (super-resolution) ``scale``
+    (the manifest's order is the preference order)."""
     directory = Path(directory or models_dir())
     manifest = read_manifest(directory)
     for entry in manifest["models"]:
-        if entry["task"] == task and int(entry["dims"]) == int(dims):
+        if entry["task"] == task and int(entry["dims"]) == int(dims) and (
+                scale is None or int(entry.get("scale_factor", 1)) == int(scale)):
             return ResolvedModel(directory / entry["file"], entry)
-    raise ModelNotFoundError(f"{directory / MANIFEST_NAME}: no {dims}D model for task {task!r}")
+    at = "" if scale is None else f" at scale {scale}"
+    raise ModelNotFoundError(f"{directory / MANIFEST_NAME}: no {dims}D model for task "
+                             f"{task!r}{at}")
 
 
 def resolve_model(model: str | os.PathLike[str] | None, *, task: str | None = None,
-                  dims: int | None = None, trust: bool = False) -> ResolvedModel:
+                  dims: int | None = None, trust: bool = False,
+                  scale: int | None = None) -> ResolvedModel:
     """Resolve a model given as a manifest name, a path, or None (default for task/dims).
 
     A path that sits in a folder whose manifest lists its file name gets that entry, so
@@ -276,7 +308,7 @@ def resolve_model(model: str | os.PathLike[str] | None, *, task: str | None = No
     if model is None:
         if task is None or dims is None:
             raise ValueError("give a model, or a task and dims to pick the default model")
-        return default_model(task, dims)
+        return default_model(task, dims, scale=scale)
     text = os.fspath(model)
     path = Path(text)
     if not path.suffix == ".onnx" and os.sep not in text:

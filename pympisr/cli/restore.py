@@ -33,14 +33,20 @@ def _tasks() -> list[str]:
 @click.option("--noise", type=FiniteFloat(min=0.0), default=None,
               help="One noise std (real and imaginary part, data units) for all components; "
               "overrides --noise-source.")
-@click.option("--mask", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Inpainting: .npy bool array over the grid, True = valid position.")
+@click.option("--mask", help="Inpainting: a .npy bool array over the grid (True = valid "
+              "position), or 'auto' to detect the corrupted positions (pympisr detect).")
+@click.option("--method", type=click.Choice(["network", "prior"]), default="network",
+              show_default=True, help="network: the task's ONNX model; prior: least squares "
+              "on simulations of the simulator fitted to the file (pympisr fit).")
+@click.option("--scale", type=click.IntRange(min=2), default=None,
+              help="Super-resolution scale factor (default: the model's).")
 @click.option("--no-safety", is_flag=True, help="Write the raw network output (no SURE "
               "combination or data-consistency step; the result may be worse than the input).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 def command(path: Path, task: str, model: str | None, trust_model: bool, out: Path | None,
             snr_thresh: float | None, noise_source: str, noise: float | None,
-            mask: Path | None, no_safety: bool, overwrite: bool) -> None:
+            mask: str | None, method: str, scale: int | None, no_safety: bool,
+            overwrite: bool) -> None:
     """Restore the system matrix in PATH and write it to a new MDF file.
 
     The input file is never modified; the output records the model, its sha256, the noise
@@ -51,8 +57,11 @@ def command(path: Path, task: str, model: str | None, trust_model: bool, out: Pa
 
     if out is not None and not str(out):
         raise click.BadParameter("the output path is empty", param_hint="--out")
+    if mask is not None and mask != "auto" and not Path(mask).is_file():
+        raise click.BadParameter(f"{mask}: no such file (give a .npy mask or 'auto')",
+                                 param_hint="--mask")
     written = restore(path, task=task, model=model, out=out, snr_thresh=snr_thresh,
                       noise=noise, noise_source=noise_source, mask=mask,
                       safety=None if no_safety else SafetyOptions(), trust=trust_model,
-                      overwrite=overwrite)
+                      overwrite=overwrite, method=method, scale=scale)
     click.echo(f"restored system matrix written to {written}")

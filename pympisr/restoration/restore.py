@@ -39,20 +39,23 @@ from .runtime import OnnxRestorer
 from .safety import (ACTIONS, SafetyOptions, SafetyRecord, consistency_step,
                      estimated_relative_noise, sure_combination)
 
-__all__ = ["PROVENANCE", "TASKS", "ComponentRestorer", "default_output_path", "restore", "restore_system_matrix"]
+__all__ = ["METHODS", "PROVENANCE", "TASKS", "ComponentRestorer", "default_output_path", "restore", "restore_system_matrix"]
 
 PROVENANCE = "/_pympisr/restoration"
 
 
 def _restorer(model: str | os.PathLike[str] | OnnxRestorer | None, task: str,
-              dims: int, trust: bool) -> OnnxRestorer:
+              dims: int, trust: bool, scale: int | None = None) -> OnnxRestorer:
     get_task(task)  # UnknownTaskError for a bad name
     if isinstance(model, OnnxRestorer):
         restorer = model
     else:
         from ..model_zoo import resolve_model
-        restorer = OnnxRestorer(resolve_model(model, task=task, dims=dims, trust=trust),
-                                trust=trust)
+        restorer = OnnxRestorer(resolve_model(model, task=task, dims=dims, trust=trust,
+                                              scale=scale), trust=trust)
+    if scale is not None and restorer.scale_factor != scale:
+        raise InvalidInputError(f"model {restorer.name} restores at scale "
+                                f"{restorer.scale_factor}, not {scale}")
     if restorer.task != task:
         raise InvalidInputError(f"model {restorer.name} is a {restorer.task!r} model, not {task!r}")
     if restorer.dims != dims:
@@ -73,9 +76,23 @@ def _selection(sm: SystemMatrix, snr_thresh: float | None) -> np.ndarray:
     return np.asarray(sm.snr) >= snr_thresh
 
 
-def _grid_mask(mask: Any, sm: SystemMatrix) -> np.ndarray:
-    """The inpainting mask as bool ``(Nz, Ny, Nx)`` (True = valid sample)."""
+METHODS = ("network", "prior")
+
+
+def _grid_mask(mask: Any, sm: SystemMatrix) -> tuple[np.ndarray, str]:
+    """The inpainting mask as bool ``(Nz, Ny, Nx)`` (True = valid sample) and how it
+    was obtained: ``"given"``, ``"file <path>"`` or ``"auto (...)"``
+    (:func:`.detect.detect_corrupted` with its default threshold)."""
+    if isinstance(mask, str) and mask == "auto":
+        from .detect import detect_corrupted
+        found = detect_corrupted(sm)
+        flagged = int(np.count_nonzero(~found.mask))
+        return (np.asarray(found.mask, dtype=bool).reshape(sm.data.shape[2:]),
+                f"auto (detect_corrupted, threshold {found.threshold:g}, "
+                f"{flagged} positions flagged)")
+    source = "given"
     if isinstance(mask, (str, os.PathLike)):
+        source = f"file {os.fspath(mask)}"
         path = Path(mask)
         if path.suffix != ".npy":
             raise InvalidInputError(f"{path}: a mask file must be a .npy array (bool over the grid)")
@@ -89,7 +106,7 @@ def _grid_mask(mask: Any, sm: SystemMatrix) -> np.ndarray:
                          f"{shape}")
     if arr.dtype != bool and not np.isin(arr, (0, 1)).all():
         raise InvalidInputError("mask must be boolean (True = valid calibration position)")
-    return arr.astype(bool)
+    return arr.astype(bool), source
 
 
 class ComponentRestorer:
@@ -180,7 +197,8 @@ def restore_system_matrix(sm: SystemMatrix, *, task: str = "denoise",
                           noise: float | np.ndarray | None = None, noise_source: str = "auto",
                           mask: Any = None, snr_thresh: float | None = None,
                           safety: SafetyOptions | None = SafetyOptions(), trust: bool = False,
-                          seed: int = 0, progress: bool = True) -> SystemMatrix:
+                          seed: int = 0, progress: bool = True, method: str = "network",
+                          scale: int | None = None) -> SystemMatrix:
     """Restore the components of ``sm`` in memory (module docstring).
 
     Parameters
@@ -198,8 +216,10 @@ def restore_system_matrix(sm: SystemMatrix, *, task: str = "denoise",
     noise_source:
         ``"auto"``, ``"background"``, ``"snr"`` or ``"blind"`` when ``noise`` is None.
     mask:
-        Inpainting only: bool over the grid ``(Nz, Ny, Nx)`` (or ``(Ny, Nx)`` in 2D), or
-        a ``.npy`` file of it; True = valid calibration position.
+        Inpainting only: bool over the grid ``(Nz, Ny, Nx)`` (or ``(Ny, Nx)`` in 2D), a
+        ``.npy`` file of it, or ``"auto"`` to find the corrupted positions with
+        :func:`pympisr.restoration.detect.detect_corrupted`; True = valid calibration
+        position. The provenance records the mask and how it was obtained.
     snr_thresh:
         Restore only components with ``sm.snr >= snr_thresh``; the others are copied
         (or, when the task changes the grid, filled by the task's classical baseline).
@@ -212,18 +232,30 @@ def restore_system_matrix(sm: SystemMatrix, *, task: str = "denoise",
         Seed of the Monte-Carlo SURE probes (results are reproducible).
     progress:
         Show a tqdm bar over batches.
+    method:
+        ``"network"`` (the task's ONNX model) or ``"prior"``: least squares on a span of
+        simulations around the simulator fitted to ``sm``
+        (:func:`pympisr.restoration.prior.prior_restore`; ``model`` is not used).
+    scale:
+        Scale factor of the super-resolution tasks; checked against the model's (the
+        default model of a task is chosen for it).
 
     Returns
     -------
     A new SystemMatrix (``sm`` is not modified) whose metadata records the restoration
     under ``/_pympisr/restoration/``.
     """
-    restorer = _restorer(model, task, sm.dims, trust)
+    if method not in METHODS:
+        raise InvalidInputError(f"method must be one of {METHODS}, got {method!r}")
+    if get_task(task).needs_mask != (mask is not None):
+        raise InvalidInputError(f"task {task!r} " + (
+            "needs a mask (True = valid position, a .npy file, or 'auto')"
+            if get_task(task).needs_mask else "takes no mask"))
+    grid_mask, mask_source = (None, "") if mask is None else _grid_mask(mask, sm)
+    if method == "prior":
+        return _prior(sm, task, scale, noise, grid_mask, mask_source, safety, seed, progress)
+    restorer = _restorer(model, task, sm.dims, trust, scale)
     task_obj = restorer.task_rules
-    if task_obj.needs_mask != (mask is not None):
-        raise InvalidInputError(f"task {task!r} " + ("needs a mask (True = valid position)"
-                                              if task_obj.needs_mask else "takes no mask"))
-    grid_mask = None if mask is None else _grid_mask(mask, sm)
     level: NoiseLevel = component_noise(sm, noise, source=noise_source)
     selected = _selection(sm, snr_thresh)
     c_count, k_count = sm.data.shape[:2]
@@ -263,7 +295,7 @@ def restore_system_matrix(sm: SystemMatrix, *, task: str = "denoise",
         raise RestorationError(f"restoration with {restorer.name} produced non-finite "
                                  "values")
     metadata = _provenance(sm.metadata, restorer, task_obj, level, selected, record,
-                           safety, snr_thresh, grid_mask)
+                           safety, snr_thresh, grid_mask, mask_source)
     restored = sm.replace(data=data, grid=out_grid, fov=out_fov, center=out_center,
                           metadata=metadata)
     if out_grid != sm.grid:
@@ -274,7 +306,7 @@ def restore_system_matrix(sm: SystemMatrix, *, task: str = "denoise",
 def _provenance(metadata: dict[str, Any], restorer: OnnxRestorer, task: Task,
                 level: NoiseLevel, selected: np.ndarray, record: SafetyRecord,
                 safety: SafetyOptions | None, snr_thresh: float | None,
-                grid_mask: np.ndarray | None) -> dict[str, Any]:
+                grid_mask: np.ndarray | None, mask_source: str) -> dict[str, Any]:
     from .. import __version__
 
     info = restorer.describe()
@@ -301,9 +333,33 @@ def _provenance(metadata: dict[str, Any], restorer: OnnxRestorer, task: Task,
         f"{PROVENANCE}/baselineWeight": record.baseline_weight.astype(np.float32),
         f"{PROVENANCE}/residualRatio": record.residual_ratio.astype(np.float32),
     })
-    if grid_mask is not None:
-        out[f"{PROVENANCE}/mask"] = grid_mask.astype(np.int8)
+    out.update(_mask_provenance(grid_mask, mask_source))
     return out
+
+
+def _mask_provenance(grid_mask: np.ndarray | None, mask_source: str) -> dict[str, Any]:
+    if grid_mask is None:
+        return {}
+    return {f"{PROVENANCE}/mask": grid_mask.astype(np.int8),
+            f"{PROVENANCE}/maskSource": mask_source}
+
+
+def _prior(sm: SystemMatrix, task: str, scale: int | None, noise: Any,
+           grid_mask: np.ndarray | None, mask_source: str, safety: SafetyOptions | None,
+           seed: int, progress: bool) -> SystemMatrix:
+    """``method="prior"`` of :func:`restore_system_matrix`."""
+    from .prior import prior_restore
+
+    task_obj = get_task(task, sm.dims, scale)
+    restored, _ = prior_restore(sm, task_obj, noise=noise, mask=grid_mask, seed=seed,
+                                safety=safety if safety is not None else SafetyOptions(),
+                                progress=progress)
+    metadata = {**restored.metadata, f"{PROVENANCE}/method": "prior",
+                **_mask_provenance(grid_mask, mask_source)}
+    restored = restored.replace(metadata=metadata)
+    if restored.grid != sm.grid:
+        restored = restored.replace(metadata=with_grid_positions(metadata, restored))
+    return restored
 
 
 def default_output_path(path: str | os.PathLike[str]) -> Path:
@@ -317,7 +373,8 @@ def restore(path: str | os.PathLike[str], *, task: str = "denoise",
             out: str | os.PathLike[str] | None = None, snr_thresh: float | None = None,
             noise: float | np.ndarray | None = None, noise_source: str = "auto",
             mask: Any = None, safety: SafetyOptions | None = SafetyOptions(),
-            trust: bool = False, overwrite: bool = False, progress: bool = True) -> Path:
+            trust: bool = False, overwrite: bool = False, progress: bool = True,
+            method: str = "network", scale: int | None = None) -> Path:
     """Restore the system matrix in the MDF file ``path`` into a new MDF file.
 
     The data is loaded background corrected (MPIFiles' rule) and without transfer-
@@ -329,7 +386,7 @@ def restore(path: str | os.PathLike[str], *, task: str = "denoise",
     ----------
     path:
         Input calibration MDF file (a regular file).
-    task, model, snr_thresh, noise, noise_source, mask, safety, trust:
+    task, model, snr_thresh, noise, noise_source, mask, safety, trust, method, scale:
         As in :func:`restore_system_matrix`.
     out:
         Output file; default :func:`default_output_path`. Must differ from ``path``.
@@ -367,7 +424,8 @@ def restore(path: str | os.PathLike[str], *, task: str = "denoise",
     sm = load_system_matrix(src, bg_correction=True, tf_correction=False)
     restored = restore_system_matrix(sm, task=task, model=model, snr_thresh=snr_thresh,
                                      noise=noise, noise_source=noise_source, mask=mask,
-                                     safety=safety, trust=trust, progress=progress)
+                                     safety=safety, trust=trust, progress=progress,
+                                     method=method, scale=scale)
     metadata: dict[str, Any] = dict(restored.metadata)
     # a path that is not valid UTF-8 is stored with its undecodable bytes escaped
     metadata[f"{PROVENANCE}/source"] = os.fsencode(src.resolve()).decode(
