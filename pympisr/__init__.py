@@ -26,6 +26,10 @@ _LAZY: dict[str, str] = {
     "reconstruct": "pympisr.reco.reconstruct",
     "restore": "pympisr.restoration.restore",
     "restore_system_matrix": "pympisr.restoration.restore",
+    "detect_corrupted": "pympisr.restoration.detect",
+    "fit": "pympisr.fitting",
+    "download": "pympisr.download",
+    "openmpi_data": "pympisr.openmpi",
 }
 
 _SUBMODULES = {

@@ -16,35 +16,59 @@ Per SM ``i`` (``0 .. num_sms - 1``; everything is drawn from ``SeedSequence([see
    (:func:`pympisr.simulation.generate.default_rule`: ``k >= 1`` and energy >= 1e-5 x the
    largest energy, at most 400); the SM handed to the methods holds the frequency bins
    of these components (all 3 channels);
-3. the noise floor (:class:`NoiseFloor`): per-part standard deviation
+3. the task (``task``: ``denoise``, ``upsample``, ``accelerate``, ``inpaint``;
+   :func:`protocol_task`) measures the clean SM (:func:`measure`): denoising keeps it,
+   super-resolution makes the coarse calibration with its geometry
+   (:meth:`pympisr.tasks.Task.degrade_system_matrix`: ``s^d`` block means or every
+   ``s``-th position), inpainting corrupts one seed-paper mask per SM (a contiguous
+   block of 10 % of the positions in robot order, the same for every component, drawn
+   from the SM's seed: :func:`case_mask`). The clean reference is the fine SM on the
+   grid a restoration returns (:func:`fine_reference`; cropped to the points the coarse
+   grid covers);
+4. the noise floor (:class:`NoiseFloor`): per-part standard deviation
    ``sigma_abs = f * max|S|`` with ``f`` log-uniform in ``fraction_range`` (default
    1e-4 .. 1e-2: the strongest components get relative noise 1e-4 .. 1e-2, weak ones
    far above 1), white by default or shaped over frequency by the per-frequency
    background standard deviation of a real MDF file (:func:`real_noise_profile`,
    scaled to median 1 over the SM's frequencies);
    the result is the true per-component noise std ``noise_std`` (C, K) in the SM's
-   units, and the noisy SM is ``S + N`` with complex white Gaussian ``N`` of that std
-   per part;
-4. every method maps ``(noisy SM, noise_std)`` to a restored SM (:data:`RestorationMethod`);
-5. per kept component ``(c, k)``: relative noise ``noise_std[c, k] / max|S[c, k]|``, its
-   bin (:data:`BIN_LABELS`, lower edges inclusive), and PSNR and SSIM of
-   :mod:`pympisr.metrics` against the clean component (both normalised by the clean
-   component's maximum magnitude, DESIGN section 7).
+   units, and the measured SM is ``A S + N`` with complex white Gaussian ``N`` of that
+   std per part on every measured sample (missing positions of inpainting stay 0; a
+   coarse calibration with a larger sample would in reality also collect more signal,
+   which is not modelled: the same floor as the fine calibration);
+5. every method maps ``(measured SM, noise_std[, mask])`` to a restored SM on the fine
+   grid (:data:`RestorationMethod`);
+6. per kept component ``(c, k)``: relative noise ``noise_std[c, k] / max|S[c, k]|``
+   (clean fine component), its bin (:data:`BIN_LABELS`, lower edges inclusive), and
+   PSNR and SSIM of :mod:`pympisr.metrics` against the clean fine component (both
+   normalised by the clean component's maximum magnitude, DESIGN section 7);
+   inpainting also over the corrupted positions only
+   (:func:`pympisr.evaluation.masked_scores`).
 
-DCT-F gets the true per-component sigma and, for each bin, the threshold factor of
-``dct_factors`` (default 1.0 .. 3.5) with the best mean PSNR *on the evaluated data
-itself* (an oracle choice, favourable to DCT-F); the chosen factors are reported.
+Methods (:func:`default_methods`): denoising: the noisy SM and DCT-F; super-resolution:
+the bicubic spline through the measured points or block centres, alone and after DCT-F
+on the measured grid (``DCT-F+bicubic``; the noise is white with the known std there);
+inpainting: the zero-filled measurement (``noisy``), biharmonic inpainting, alone and
+followed by DCT-F of the filled component (``biharmonic+DCT-F``; :class:`TaskBaseline`);
+pympisr models through :func:`pympisr.restoration.restore.restore_system_matrix` with the
+true noise floor (and the mask). Every DCT-F variant gets the true per-component sigma
+and, for each bin, the threshold factor of ``dct_factors`` (default 1.0 .. 3.5) with
+the best mean PSNR *on the evaluated data itself* (an oracle choice, favourable to the
+baseline); the chosen factors are reported.
 
 Summaries: mean and 95 % t-interval (:func:`pympisr.metrics.mean_ci`) and counts per
 (stratum, bin, method); strata are ``all``, ``inside`` (effective samples per FWHM
 <= 12, the training range) and ``beyond`` (> 12). Acceptance (DESIGN section 12): a
-method passes a bin if its mean PSNR is not more than 0.3 dB below the better of noisy
-and DCT-F.
+method passes a bin if its mean PSNR is not more than 0.3 dB below the best classical
+reference: max(noisy, DCT-F) for denoising, max(bicubic, DCT-F+bicubic) for
+super-resolution, max(noisy, biharmonic, biharmonic+DCT-F) for inpainting, there over
+the whole component and over the corrupted positions.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import inspect
 import json
 import math
@@ -74,16 +98,25 @@ __all__ = [
     "NoiseFloor",
     "ProtocolCase",
     "RestorationMethod",
+    "TaskBaseline",
+    "baseline_label",
     "calibration_output_paths",
+    "call_method",
+    "case_mask",
+    "dct_filter",
     "dct_method",
+    "dct_variant",
     "default_methods",
     "effective_samples_per_fwhm",
     "evaluate_calibration",
+    "fine_reference",
     "markdown_tables",
+    "measure",
     "model_label",
     "mpifiles_snr",
     "noisy_method",
     "plot_calibration",
+    "protocol_task",
     "pympisr_method",
     "real_noise_profile",
     "relative_noise_bin",
@@ -94,10 +127,12 @@ __all__ = [
     "write_calibration_results",
 ]
 
-RestorationMethod = Callable[[SystemMatrix, np.ndarray], SystemMatrix]
-"""``method(sm, noise_std) -> SystemMatrix``: ``sm.data`` complex64 (C, K, Nz, Ny, Nx),
+RestorationMethod = Callable[..., SystemMatrix]
+"""``method(sm, noise_std) -> SystemMatrix``, for inpainting ``method(sm, noise_std,
+mask)`` (:func:`call_method`): ``sm.data`` complex64 (C, K, Nz, Ny, nx), the measured SM;
 ``noise_std`` float (C, K), the true per-part noise std of each component in the SM's
-units; returns a new SM of the same shape (``sm`` is not modified)."""
+units; ``mask`` bool (Nz, Ny, Nx), True = measured position. Returns a new SM on the
+task's fine grid (the shape of the clean reference; ``sm`` is not modified)."""
 
 BIN_EDGES: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 BIN_LABELS: tuple[str, ...] = ("<0.003", "0.003-0.01", "0.01-0.03", "0.03-0.1", "0.1-0.3",
@@ -114,15 +149,54 @@ DEFAULT_SPF_RANGES: tuple[tuple[float, float], ...] = ((4.0, 12.0), (12.0, 60.0)
 GRID_RANGE: tuple[int, int] = (12, 44)
 TRAINING_SPF_MAX = 12.0
 ACCEPT_TOLERANCE_DB = 0.3
+METRICS: tuple[str, ...] = ("psnr", "ssim")
+MASKED_METRICS: tuple[str, ...] = ("psnr_masked", "ssim_masked")
 NOISY = "noisy"
 CLEAN = "clean"
 DCT = "DCT-F"
 
 
 # ---------------------------------------------------------------------- methods
-def noisy_method(sm: SystemMatrix, noise_std: np.ndarray) -> SystemMatrix:
-    """The identity: the measured (noisy) SM itself (a copy)."""
+def noisy_method(sm: SystemMatrix, noise_std: np.ndarray,
+                 mask: np.ndarray | None = None) -> SystemMatrix:
+    """The identity: the measured SM itself (a copy; inpainting: zero where missing)."""
     return sm.replace(data=sm.data.copy())
+
+
+noisy_method.classical = True  # type: ignore[attr-defined]
+
+
+def dct_filter(data: np.ndarray, noise_std: np.ndarray, factor: float | Mapping[str, float],
+               dims: int) -> np.ndarray:
+    """DCT-F (:func:`pympisr.baselines.dct.dct_denoise`) of complex components
+    ``(C, K, *spatial)`` with per-part noise std ``noise_std`` ``(C, K)`` and soft
+    threshold ``factor * sigma``; ``factor`` one number or per relative-noise bin (see
+    :func:`dct_method`)."""
+    from .baselines.dct import dct_denoise
+
+    std = np.asarray(noise_std, np.float64)
+    if not isinstance(factor, Mapping):
+        return dct_denoise(data, std, threshold=float(factor), dims=dims)
+    flat = np.abs(data).reshape(*std.shape, -1)
+    peaks = flat.max(axis=-1) - std * np.sqrt(2 * np.log(max(flat.shape[-1], 2)))
+    bins = relative_noise_bin(std / np.maximum(peaks, np.finfo(np.float32).tiny))
+    out = np.empty_like(data)
+    for b in np.unique(bins):
+        chosen = bins == b
+        out[chosen] = dct_denoise(data[chosen], std[chosen], dims=dims,
+                                  threshold=float(factor.get(BIN_LABELS[b], DEFAULT_DCT_FACTOR)))
+    return out
+
+
+def check_dct_factor(factor: float | Mapping[str, float]) -> None:
+    """Raise ValueError unless ``factor`` is a finite number >= 0 or a mapping from
+    :data:`BIN_LABELS` to such numbers."""
+    values = list(factor.values()) if isinstance(factor, Mapping) else [factor]
+    if isinstance(factor, Mapping) and not set(factor) <= set(BIN_LABELS):
+        raise ValueError(f"unknown bins {sorted(set(factor) - set(BIN_LABELS))}; known: "
+                         f"{BIN_LABELS}")
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 for v in values):
+        raise ValueError(f"DCT-F factors must be finite and >= 0, got {factor!r}")
 
 
 def dct_method(factor: float | Mapping[str, float]) -> RestorationMethod:
@@ -138,38 +212,106 @@ def dct_method(factor: float | Mapping[str, float]) -> RestorationMethod:
     ``m ~ 0``, i.e. bin ``>1``); bins missing from the mapping use
     :data:`DEFAULT_DCT_FACTOR`.
     """
-    from .baselines.dct import dct_denoise
+    check_dct_factor(factor)
+    table = dict(factor) if isinstance(factor, Mapping) else float(factor)
 
-    table = dict(factor) if isinstance(factor, Mapping) else None
-    values = list(table.values()) if table is not None else [factor]
-    if table is not None and not set(table) <= set(BIN_LABELS):
-        raise ValueError(f"unknown bins {sorted(set(table) - set(BIN_LABELS))}; known: "
-                         f"{BIN_LABELS}")
-    if not all(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 for v in values):
-        raise ValueError(f"DCT-F factors must be finite and >= 0, got {factor!r}")
-
-    def method(sm: SystemMatrix, noise_std: np.ndarray) -> SystemMatrix:
+    def method(sm: SystemMatrix, noise_std: np.ndarray,
+               mask: np.ndarray | None = None) -> SystemMatrix:
         std = _check_noise_std(sm, noise_std)
         data = sm.data[:, :, 0] if sm.dims == 2 else sm.data            # (C, K, [Nz,] Ny, Nx)
-        if table is None:
-            out = dct_denoise(data, std, threshold=float(factor),  # type: ignore[arg-type]
-                              dims=sm.dims)
-        else:
-            flat = np.abs(data).reshape(*std.shape, -1)
-            peaks = flat.max(axis=-1) - std * np.sqrt(2 * np.log(max(flat.shape[-1], 2)))
-            bins = relative_noise_bin(std / np.maximum(peaks, np.finfo(np.float32).tiny))
-            out = np.empty_like(data)
-            for b in np.unique(bins):
-                chosen = bins == b
-                out[chosen] = dct_denoise(data[chosen], std[chosen], dims=sm.dims,
-                                          threshold=float(table.get(BIN_LABELS[b],
-                                                                    DEFAULT_DCT_FACTOR)))
+        out = dct_filter(data, std, table, sm.dims)
         out = out[:, :, None] if sm.dims == 2 else out
         return sm.replace(data=np.asarray(out, dtype=np.complex64))
 
     method.__name__ = "dct_method"
     method.factor = factor  # type: ignore[attr-defined]
+    method.classical = True  # type: ignore[attr-defined]
+    method.with_factor = dct_method  # type: ignore[attr-defined]
     return method
+
+
+def dct_variant(name: str, method: RestorationMethod
+                ) -> Callable[[float | Mapping[str, float]], RestorationMethod] | None:
+    """``factor -> method`` for a method with a DCT-F threshold (:func:`dct_method`, a
+    :class:`TaskBaseline` with DCT-F, or any entry named ``"DCT-F"``), else None."""
+    if getattr(method, "factor", None) is not None and hasattr(method, "with_factor"):
+        return method.with_factor  # type: ignore[attr-defined, no-any-return]
+    return dct_method if name == DCT else None
+
+
+def baseline_label(task: Any, dct: bool) -> str:
+    """Column name of a task's classical baseline: ``"bicubic"``, ``"biharmonic"``, ...;
+    with DCT-F in the order it is applied (``"DCT-F+bicubic"``: DCT-F on the measured
+    grid, then the spline; ``"biharmonic+DCT-F"``: the filled component is denoised)."""
+    if not dct:
+        return str(task.baseline_name)
+    return f"{task.baseline_name}+{DCT}" if task.needs_mask else f"{DCT}+{task.baseline_name}"
+
+
+class TaskBaseline:
+    """The classical baseline of a task on a degraded SM, as a :data:`RestorationMethod`.
+
+    Super-resolution (:class:`pympisr.tasks.Upsample`, :class:`~pympisr.tasks.Accelerate`):
+    optionally DCT-F with the true sigma on the measured (coarse) grid, where the noise
+    is white with the known std, then the bicubic spline through the measured points
+    or block centres (:meth:`pympisr.tasks.Task.baseline`); the SM comes back on the
+    output grid with the task's output geometry. Inpainting: biharmonic inpainting of
+    the missing positions, then optionally DCT-F of the filled component (DCT-F of a
+    zero-filled component would spread the gap). ``dct_factor``: None (baseline alone),
+    one factor or per-bin factors (:func:`dct_method`).
+
+    Variants made with :meth:`with_factor` share one cached biharmonic result, so tuning
+    the DCT-F factor of inpainting costs one biharmonic pass per SM.
+    """
+
+    classical = True
+
+    def __init__(self, task: Any, dct_factor: float | Mapping[str, float] | None = None,
+                 shared: dict[str, Any] | None = None) -> None:
+        if task.name == "denoise":
+            raise ValueError("denoising's classical method is dct_method")
+        if dct_factor is not None:
+            check_dct_factor(dct_factor)
+        self.task, self.factor = task, dct_factor
+        self.shared = {} if shared is None else shared
+        self.name = baseline_label(task, dct_factor is not None)
+
+    def with_factor(self, factor: float | Mapping[str, float]) -> TaskBaseline:
+        """The same baseline with DCT-F threshold ``factor`` (shares the cache)."""
+        return TaskBaseline(self.task, factor, self.shared)
+
+    def _filled(self, comps: np.ndarray, std: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The biharmonic fill of ``comps`` ``(C, K, *grid)`` (cached by content)."""
+        key = hashlib.sha1(comps.tobytes() + np.packbits(mask).tobytes()).hexdigest()
+        if self.shared.get("key") != key:
+            flat = comps.reshape(-1, *comps.shape[2:])
+            filled = self.task.baseline(flat, std.reshape(-1), mask)
+            self.shared.update(key=key, filled=np.asarray(filled).reshape(comps.shape))
+        return self.shared["filled"]
+
+    def __call__(self, sm: SystemMatrix, noise_std: np.ndarray,
+                 mask: np.ndarray | None = None) -> SystemMatrix:
+        from .tasks.base import with_grid_positions
+
+        std = _check_noise_std(sm, noise_std)
+        comps = sm.data[:, :, 0] if sm.dims == 2 else sm.data            # (C, K, *grid_in)
+        c, k = comps.shape[:2]
+        if self.task.needs_mask:
+            if mask is None:
+                raise ValueError(f"{self.name}: inpainting needs the mask (True = measured)")
+            out = self._filled(comps, std, np.asarray(mask, dtype=bool).reshape(comps.shape[2:]))
+            if self.factor is not None:
+                out = dct_filter(out, std, self.factor, sm.dims)
+            data = out[:, :, None] if sm.dims == 2 else out
+            return sm.replace(data=np.ascontiguousarray(data, np.complex64))
+        if self.factor is not None:
+            comps = dct_filter(comps, std, self.factor, sm.dims)
+        out = self.task.baseline(comps.reshape(c * k, *comps.shape[2:]), std.reshape(-1))
+        out = out.reshape(c, k, *out.shape[1:])
+        grid, fov, center = self.task.output_geometry(sm.grid, sm.fov, sm.center)
+        data = np.ascontiguousarray(out[:, :, None] if sm.dims == 2 else out, np.complex64)
+        restored = sm.replace(data=data, grid=grid, fov=fov, center=center)
+        return restored.replace(metadata=with_grid_positions(sm.metadata, restored))
 
 
 def restore_accepts_noise() -> bool:
@@ -179,14 +321,18 @@ def restore_accepts_noise() -> bool:
     return "noise" in inspect.signature(restore_system_matrix).parameters
 
 
-def pympisr_method(model: str | os.PathLike[str] | Any | None = None,
+def pympisr_method(model: str | os.PathLike[str] | Any | None = None, *,
+                   task: str = "denoise", scale: int | None = None,
                    **kwargs: Any) -> RestorationMethod:
-    """pympisr restoration: ``restore_system_matrix(sm, model=model, noise=noise_std,
-    progress=False, **kwargs)``.
+    """pympisr restoration: ``restore_system_matrix(sm, task=task, model=model,
+    noise=noise_std, mask=mask, scale=scale, progress=False, **kwargs)``.
 
     ``noise=`` is passed only if the installed ``restore_system_matrix`` has that
-    parameter (:func:`restore_accepts_noise`); otherwise the restoration is blind. A model
-    name or path is loaded once per dimensionality (an ``OnnxRestorer`` is reused).
+    parameter (:func:`restore_accepts_noise`); otherwise the restoration is blind.
+    ``mask`` (inpainting) is the calibration's mask of measured positions; ``scale``
+    (super-resolution) selects and checks the model's scale factor. A model name or
+    path (None: the default model of the task) is loaded once per dimensionality (an
+    ``OnnxRestorer`` is reused).
     """
     from .restoration.restore import restore_system_matrix
     from .restoration.runtime import OnnxRestorer
@@ -194,48 +340,94 @@ def pympisr_method(model: str | os.PathLike[str] | Any | None = None,
     with_noise = restore_accepts_noise()
     loaded: dict[int, Any] = {}
 
-    def method(sm: SystemMatrix, noise_std: np.ndarray) -> SystemMatrix:
+    def method(sm: SystemMatrix, noise_std: np.ndarray,
+               mask: np.ndarray | None = None) -> SystemMatrix:
         std = _check_noise_std(sm, noise_std)
         chosen = model
         if not isinstance(model, OnnxRestorer):
             if sm.dims not in loaded:
                 from .model_zoo import resolve_model
 
-                loaded[sm.dims] = OnnxRestorer(resolve_model(model, task="denoise",
-                                                             dims=sm.dims))
+                loaded[sm.dims] = OnnxRestorer(resolve_model(model, task=task, dims=sm.dims,
+                                                             scale=scale))
             chosen = loaded[sm.dims]
         extra = dict(kwargs)
         if with_noise:
             extra["noise"] = std
-        return restore_system_matrix(sm, model=chosen, progress=False, **extra)
+        if mask is not None:
+            extra["mask"] = mask
+        if scale is not None:
+            extra["scale"] = scale
+        return restore_system_matrix(sm, task=task, model=chosen, progress=False, **extra)
 
     method.passes_noise = with_noise  # type: ignore[attr-defined]
     return method
 
 
-def default_methods(models: Sequence[str | None] = (None,), *, dct: bool = True
+def protocol_task(task: str | Any = "denoise", scale: int | None = None) -> Any:
+    """The 2D :class:`pympisr.tasks.Task` a protocol evaluates: a task name (inpainting
+    with the seed paper's masks, :func:`pympisr.evaluation.evaluation_task`; ``scale``
+    default 2 for super-resolution) or a Task object (returned as is)."""
+    if not isinstance(task, str):
+        if task.dims != 2:
+            raise ValueError(f"the protocols simulate 2D SMs, not {task!r}")
+        return task
+    from .evaluation import evaluation_task
+
+    return evaluation_task(task, 2, scale)
+
+
+def default_methods(models: Sequence[str | None] = (None,), *, dct: bool = True,
+                    task: str | Any = "denoise", scale: int | None = None
                     ) -> dict[str, RestorationMethod]:
-    """``{"noisy", ["DCT-F"], <model labels>}`` (:func:`model_label`; None = the default
-    shipped model); the DCT-F entry has :data:`DEFAULT_DCT_FACTOR` (the calibration
-    protocol tunes it per bin, the image protocol sets its own factor)."""
-    methods: dict[str, RestorationMethod] = {NOISY: noisy_method}
-    if dct:
-        methods[DCT] = dct_method(DEFAULT_DCT_FACTOR)
+    """The classical methods of ``task`` and pympisr models (:func:`model_label`; None =
+    the default shipped model of the task).
+
+    denoise: ``noisy``, ``DCT-F``; upsample / accelerate: ``bicubic`` and
+    ``DCT-F+bicubic``; inpaint: ``noisy`` (the zero-filled measurement), ``biharmonic``
+    and ``biharmonic+DCT-F`` (:class:`TaskBaseline`); the DCT-F entries with
+    :data:`DEFAULT_DCT_FACTOR` (the calibration protocol tunes it per bin, the image
+    protocol sets its own factors), left out when ``dct`` is False.
+    """
+    rules = protocol_task(task, scale)
+    methods: dict[str, RestorationMethod] = {}
+    if rules.grid_rule == "same":
+        methods[NOISY] = noisy_method
+    if rules.name == "denoise":
+        if dct:
+            methods[DCT] = dct_method(DEFAULT_DCT_FACTOR)
+    else:
+        plain = TaskBaseline(rules)
+        methods[plain.name] = plain
+        if dct:
+            with_dct = plain.with_factor(DEFAULT_DCT_FACTOR)
+            methods[with_dct.name] = with_dct
+    factor = rules.scale_factor if rules.grid_rule != "same" else None
     for model in models:
-        methods[model_label(model)] = pympisr_method(model)
+        methods[model_label(model, task=rules.name, scale=factor)] = pympisr_method(
+            model, task=rules.name, scale=factor)
     return methods
 
 
-def model_label(model: str | os.PathLike[str] | None) -> str:
-    """Column name of a pympisr model: the manifest's default name, or the file stem."""
+def model_label(model: str | os.PathLike[str] | None, *, task: str = "denoise",
+                scale: int | None = None) -> str:
+    """Column name of a pympisr model: the manifest's default name (for ``task`` and
+    ``scale``), or the file stem."""
     if model is None:
         from .model_zoo import default_model
 
         try:
-            return "pympisr:" + str(default_model("denoise", 2).entry["name"])
+            return "pympisr:" + str(default_model(task, 2, scale=scale).entry["name"])
         except Exception:  # noqa: BLE001 - only a label
             return "pympisr"
     return "pympisr:" + Path(os.fspath(model)).stem
+
+
+def call_method(method: RestorationMethod, sm: SystemMatrix, noise_std: np.ndarray,
+                mask: np.ndarray | None) -> SystemMatrix:
+    """``method(sm, noise_std)``, or ``method(sm, noise_std, mask)`` when there is an
+    inpainting mask (bool ``(Nz, Ny, Nx)``, True = measured)."""
+    return method(sm, noise_std) if mask is None else method(sm, noise_std, mask)
 
 
 def _check_noise_std(sm: SystemMatrix, noise_std: np.ndarray) -> np.ndarray:
@@ -400,15 +592,66 @@ def spf_range_of(index: int, spf_ranges: Sequence[tuple[float, float]]) -> tuple
     return tuple(spf_ranges[index % len(spf_ranges)])  # type: ignore[return-value]
 
 
+def fine_reference(task: Any, sm: SystemMatrix) -> SystemMatrix:
+    """The part of the fine SM ``sm`` that a degraded calibration covers, with its
+    geometry: the data cropped to :meth:`pympisr.tasks.Task.training_crop` (the first
+    ``s (n - 1) + 1`` / ``n s`` points per axis; unchanged for grid-keeping tasks) and
+    grid, FOV and centre of ``output_geometry(input_geometry(...))``, i.e. exactly the
+    grid a restoration of ``task.degrade_system_matrix(sm)`` is returned on."""
+    if task.grid_rule == "same":
+        return sm
+    from .tasks.base import with_grid_positions
+
+    crop = task.training_crop(sm.data.shape[-task.dims:])
+    data = sm.data[(Ellipsis, *(slice(0, n) for n in crop))]
+    grid, fov, center = task.output_geometry(*task.input_geometry(sm.grid, sm.fov, sm.center))
+    cropped = sm.replace(data=np.ascontiguousarray(data), grid=grid, fov=fov, center=center)
+    return cropped.replace(metadata=with_grid_positions(sm.metadata, cropped))
+
+
+def case_mask(task: Any, sm: SystemMatrix, seed: int, index: int) -> np.ndarray | None:
+    """Inpainting: the corrupted positions of SM ``index``, one seed-paper mask (a
+    contiguous block of 10 % of the positions in robot order,
+    :class:`pympisr.degradations.InpaintingMask`) for all components, bool
+    ``(Nz, Ny, Nx)`` (True = measured), from random stream 4 (:func:`case_rng`); None
+    for the other tasks."""
+    if not task.needs_mask:
+        return None
+    spatial = sm.data.shape[-task.dims:]
+    mask = np.asarray(task.draw_mask(spatial, case_rng(seed, index, 4)), dtype=bool)
+    return mask.reshape(sm.data.shape[2:])
+
+
+def measure(task: Any, clean: SystemMatrix, noise_std: np.ndarray, mask: np.ndarray | None,
+            rng: np.random.Generator) -> SystemMatrix:
+    """The calibration a degraded measurement of the clean fine SM ``clean`` gives:
+    ``A S + N`` (:meth:`pympisr.tasks.Task.degrade_system_matrix`, with the grid and
+    geometry of the coarse calibration), complex white noise of per-part std
+    ``noise_std`` (C, K) on every measured sample, zero at missing positions
+    (inpainting). Denoising: ``S + N`` exactly as before the protocols covered the other
+    tasks (same random numbers)."""
+    degraded = clean
+    if task.grid_rule != "same" or task.needs_mask:
+        degraded = task.degrade_system_matrix(clean, mask)
+    data = degraded.data + complex_noise(noise_std, degraded.spatial_shape, rng)
+    if mask is not None:
+        data = data * mask
+    return degraded.replace(data=np.asarray(data, np.complex64))
+
+
 @dataclass
 class ProtocolCase:
     """What every simulated SM of the protocols has (calibration and image protocol).
 
-    ``index``: the SM's number; ``params``: its simulation parameters; ``clean`` /
-    ``noisy``: the SM without / with the noise floor; ``noise_std``: true per-part noise
-    std per kept (channel, frequency); ``fraction``: the floor's fraction of max|S|;
-    ``spf_range``: the samples-per-FWHM range drawn from; ``spf``: the effective samples
-    per FWHM (:func:`effective_samples_per_fwhm`).
+    ``index``: the SM's number; ``params``: its simulation parameters; ``clean``: the
+    clean SM on the fine grid the methods restore to (:func:`fine_reference`);
+    ``noisy``: the measured SM handed to the methods (denoising: ``clean`` plus the
+    noise floor; super-resolution: the coarse calibration plus the floor; inpainting:
+    plus the floor, zero at the corrupted positions, :func:`measure`); ``noise_std``:
+    true per-part noise std per kept (channel, frequency); ``fraction``: the floor's
+    fraction of max|S|; ``spf_range``: the samples-per-FWHM range drawn from; ``spf``:
+    the effective samples per FWHM (:func:`effective_samples_per_fwhm`); ``mask``
+    (inpainting): bool ``(Nz, Ny, Nx)``, True = measured (:func:`case_mask`).
     """
 
     index: int
@@ -419,6 +662,7 @@ class ProtocolCase:
     fraction: float
     spf_range: tuple[float, float]
     spf: float
+    mask: np.ndarray | None = field(default=None, kw_only=True)
 
     @property
     def stratum(self) -> str:
@@ -430,9 +674,10 @@ class ProtocolCase:
 class CalibrationCase(ProtocolCase):
     """One simulated calibration of the protocol.
 
-    ``clean``/``noisy``: SMs (3, K_sel, 1, Ny, Nx) on the frequency bins of the kept
-    components; ``pairs`` (M, 2) ``(channel, position in K_sel)`` of the kept components;
-    ``noise_std`` (3, K_sel) true per-part std; ``relative_noise`` (M,).
+    ``clean`` (3, K_sel, 1, Ny, Nx) / ``noisy`` (3, K_sel, 1, ny, nx): SMs on the
+    frequency bins of the kept components; ``pairs`` (M, 2) ``(channel, position in
+    K_sel)`` of the kept components; ``noise_std`` (3, K_sel) true per-part std;
+    ``relative_noise`` (M,): ``noise_std`` over the clean fine component's max |S|.
     """
 
     pairs: np.ndarray
@@ -440,11 +685,13 @@ class CalibrationCase(ProtocolCase):
 
 
 def simulate_case(index: int, seed: int, spf_range: tuple[float, float],
-                  floor: NoiseFloor | None = None, *, grid_range: tuple[int, int] = GRID_RANGE
-                  ) -> CalibrationCase:
-    """Simulate SM ``index``, keep its signal components and add the noise floor."""
+                  floor: NoiseFloor | None = None, *, grid_range: tuple[int, int] = GRID_RANGE,
+                  task: str | Any = "denoise", scale: int | None = None) -> CalibrationCase:
+    """Simulate SM ``index``, keep its signal components, measure them as ``task``
+    (:func:`protocol_task`) would and add the noise floor (module docstring)."""
     from .simulation.generate import default_rule
 
+    rules = protocol_task(task, scale)
     floor = floor or NoiseFloor()
     full, params = simulate_clean(index, seed, spf_range, grid_range=grid_range)
     flat = full.data.reshape(full.num_channels, full.num_frequencies, -1)
@@ -452,20 +699,22 @@ def simulate_case(index: int, seed: int, spf_range: tuple[float, float],
     energy += np.einsum("ckn,ckn->ck", flat.imag, flat.imag, dtype=np.float64)
     kept = default_rule(2).select(energy)                                 # (M, 2) (c, bin)
     bins = np.unique(kept[:, 1])
-    clean = full.replace(data=full.data[:, bins], frequencies=full.frequencies[bins],
-                         frequency_indices=full.frequency_indices[bins])
+    clean = fine_reference(rules, full.replace(
+        data=full.data[:, bins], frequencies=full.frequencies[bins],
+        frequency_indices=full.frequency_indices[bins]))
     pairs = np.stack([kept[:, 0], np.searchsorted(bins, kept[:, 1])], axis=1)
     fraction, noise_std = floor.draw(full, case_rng(seed, index, 0))
     noise_std = noise_std[:, bins]
-    noise = complex_noise(noise_std, clean.spatial_shape, case_rng(seed, index, 1))
-    noisy = clean.replace(data=clean.data + noise)
+    mask = case_mask(rules, clean, seed, index)
+    noisy = measure(rules, clean, noise_std, mask, case_rng(seed, index, 1))
     background = complex_noise(noise_std, (20,), case_rng(seed, index, 2))   # (C, K, E)
     noisy.snr = mpifiles_snr(noisy.data, np.moveaxis(background, -1, 0))
-    peaks = np.abs(flat[kept[:, 0], kept[:, 1]]).max(axis=-1)
+    peaks = np.abs(clean.data[pairs[:, 0], pairs[:, 1]]).reshape(len(pairs), -1).max(axis=-1)
     relative = noise_std[pairs[:, 0], pairs[:, 1]] / peaks
     return CalibrationCase(index=index, params=params, clean=clean, noisy=noisy, pairs=pairs,
                            noise_std=noise_std, relative_noise=relative, fraction=fraction,
-                           spf_range=tuple(spf_range), spf=effective_samples_per_fwhm(params))
+                           spf_range=tuple(spf_range), spf=effective_samples_per_fwhm(params),
+                           mask=mask)
 
 
 def relative_noise_bin(relative: np.ndarray | float) -> np.ndarray:
@@ -481,24 +730,41 @@ class CalibrationResult:
 
     ``records``: one dict per (SM, kept component, method) with ``sm``, ``stratum``,
     ``spf``, ``grid``, ``fraction``, ``channel``, ``frequency_index``, ``relative_noise``,
-    ``bin``, ``method``, ``psnr`` (dB), ``ssim``. ``dct_tuning[bin][factor]`` = mean PSNR;
-    ``dct_factor[bin]`` = chosen factor. ``cases``: per-SM facts.
+    ``bin``, ``method`` and the ``metrics`` (``psnr`` dB, ``ssim``; inpainting also
+    ``psnr_masked``, ``ssim_masked`` over the corrupted positions).
+    ``tuning[method][bin][factor]`` = mean PSNR of a method with a tuned DCT-F factor,
+    ``factors[method][bin]`` = the chosen factor. ``references``: the classical methods
+    the acceptance rule compares with. ``cases``: per-SM facts.
     """
 
     records: list[dict[str, Any]]
     methods: list[str]
-    dct_tuning: dict[str, dict[float, float]]
-    dct_factor: dict[str, float]
+    tuning: dict[str, dict[str, dict[float, float]]]
+    factors: dict[str, dict[str, float]]
     cases: list[dict[str, Any]]
     seconds: dict[str, float]
     settings: dict[str, Any] = field(default_factory=dict)
+    references: list[str] = field(default_factory=lambda: [NOISY, DCT])
+    task: str = "denoise"
+    metrics: tuple[str, ...] = METRICS
+
+    @property
+    def dct_factor(self) -> dict[str, float]:
+        """Per-bin DCT-F factor chosen for ``DCT-F`` (other tasks: for the first tuned
+        method, e.g. ``DCT-F+bicubic``); empty if nothing was tuned."""
+        return self.factors.get(DCT) or next(iter(self.factors.values()), {})
+
+    @property
+    def dct_tuning(self) -> dict[str, dict[float, float]]:
+        """Mean PSNR per bin and factor of the method of :attr:`dct_factor`."""
+        return self.tuning.get(DCT) or next(iter(self.tuning.values()), {})
 
     def strata(self) -> list[str]:
         """Strata present in the records (:func:`present_strata`)."""
         return present_strata(self.records)
 
     def summary(self) -> list[dict[str, Any]]:
-        """Mean and 95 % CI of PSNR and SSIM and the count per (stratum, bin, method)."""
+        """Mean and 95 % CI of every metric and the count per (stratum, bin, method)."""
         groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         for r in self.records:
             for stratum in ("all", r["stratum"]):
@@ -512,34 +778,49 @@ class CalibrationResult:
                         continue
                     row: dict[str, Any] = {"stratum": stratum, "bin": label, "method": method,
                                            "n": len(group)}
-                    for metric in ("psnr", "ssim"):
+                    for metric in self.metrics:
                         mean, low, high = mean_ci([g[metric] for g in group])
                         row.update({metric: mean, f"{metric}_low": low, f"{metric}_high": high})
-                    if method == DCT:
-                        row["dct_factor"] = self.dct_factor.get(label)
+                    if method in self.factors:
+                        row["dct_factor"] = self.factors[method].get(label)
                     rows.append(row)
         return rows
 
     def acceptance(self) -> list[dict[str, Any]]:
-        """Per (stratum, bin, pympisr method): PSNR margin over max(noisy, DCT-F) and
-        whether it is >= -0.3 dB (DESIGN section 12)."""
+        """Per (stratum, bin, method under test): the mean-PSNR margin over the best
+        classical reference (:attr:`references`; denoising: max(noisy, DCT-F), DESIGN
+        section 12) and whether it is >= -0.3 dB; inpainting also ``margin_masked_db``
+        over the corrupted positions, and both must pass."""
         table = {(r["stratum"], r["bin"], r["method"]): r for r in self.summary()}
+        judged = ["psnr"] + (["psnr_masked"] if "psnr_masked" in self.metrics else [])
         out = []
         for (stratum, label, method), row in table.items():
-            if method in (NOISY, DCT, CLEAN):
+            if method in self.references or method == CLEAN:
                 continue
-            refs = [table[(stratum, label, m)]["psnr"] for m in (NOISY, DCT)
+            refs = [table[(stratum, label, m)] for m in self.references
                     if (stratum, label, m) in table]
             if not refs:
                 continue
-            margin = row["psnr"] - max(refs)
-            out.append({"stratum": stratum, "bin": label, "method": method, "n": row["n"],
-                        "margin_db": margin, "passes": bool(margin >= -ACCEPT_TOLERANCE_DB)})
+            entry: dict[str, Any] = {"stratum": stratum, "bin": label, "method": method,
+                                     "n": row["n"]}
+            for metric in judged:
+                key = "margin_db" if metric == "psnr" else "margin_masked_db"
+                entry[key] = row[metric] - max(r[metric] for r in refs)
+            entry["passes"] = all(entry[k] >= -ACCEPT_TOLERANCE_DB for k in entry
+                                  if k.startswith("margin"))
+            out.append(entry)
         return out
 
 
-def _scores(out: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
-    return psnr(out, clean), ssim(out, clean)
+def _scores(out: np.ndarray, clean: np.ndarray, missing: np.ndarray | None
+            ) -> dict[str, float]:
+    scores = {"psnr": psnr(out, clean), "ssim": ssim(out, clean)}
+    if missing is not None:
+        from .evaluation import masked_scores
+
+        masked = masked_scores(out, clean, missing)
+        scores.update(psnr_masked=masked["psnr_masked"], ssim_masked=masked["ssim_masked"])
+    return scores
 
 
 def evaluate_calibration(num_sms: int = 12, *, seed: int = 0,
@@ -548,98 +829,120 @@ def evaluate_calibration(num_sms: int = 12, *, seed: int = 0,
                          floor: NoiseFloor | None = None,
                          dct_factors: Sequence[float] | None = DCT_FACTORS,
                          grid_range: tuple[int, int] = GRID_RANGE,
+                         task: str | Any = "denoise", scale: int | None = None,
                          progress: bool = True) -> CalibrationResult:
     """Run the calibration protocol (module docstring) on ``num_sms`` simulated SMs.
 
     Parameters
     ----------
     methods:
-        ``name -> method(sm, noise_std)`` (:data:`RestorationMethod`); default
-        :func:`default_methods` (noisy, DCT-F, shipped default model). A method named
-        ``"noisy"`` is always evaluated; an entry ``"DCT-F"`` is replaced by the
-        per-bin tuned DCT-F over ``dct_factors`` (pass ``dct_factors=None`` to evaluate
-        the given DCT-F entry as is).
+        ``name -> method(sm, noise_std[, mask])`` (:data:`RestorationMethod`); default
+        :func:`default_methods` of the task (classical methods, shipped default model).
+        For grid-keeping tasks a method named ``"noisy"`` is always evaluated. A method
+        with a DCT-F threshold (:func:`dct_variant`: :func:`dct_method`,
+        :class:`TaskBaseline` with DCT-F, any entry named ``"DCT-F"``) is evaluated with every factor of
+        ``dct_factors`` and, per bin, the best mean PSNR is reported (pass
+        ``dct_factors=None`` to evaluate the given factor as is). Methods with a true
+        ``classical`` attribute are the references of the acceptance rule.
     spf_ranges:
         Samples-per-FWHM ranges used in turn by SM 0, 1, 2, ...
     floor:
         The noise floor (default :class:`NoiseFloor()`: white, fraction 1e-4 .. 1e-2).
+    task, scale:
+        The restoration task (:func:`protocol_task`): ``"denoise"``, ``"upsample"``,
+        ``"accelerate"`` (``scale`` default 2) or ``"inpaint"``, or a 2D Task.
     """
     from tqdm.auto import tqdm
 
     if num_sms < 1:
         raise ValueError(f"num_sms must be >= 1, got {num_sms}")
+    rules = protocol_task(task, scale)
     floor = floor or NoiseFloor()
-    methods = dict(default_methods() if methods is None else methods)
-    methods.setdefault(NOISY, noisy_method)
-    tune = DCT in methods and dct_factors is not None
-    if tune:
-        methods.pop(DCT)
-        factors = [float(f) for f in dct_factors]  # type: ignore[union-attr]
-        if not factors:
-            raise ValueError("dct_factors must not be empty")
-    others = [n for n in methods if n not in (NOISY, DCT)]
-    names = [NOISY] + ([DCT] if tune or DCT in methods else []) + others
+    methods = dict(default_methods(task=rules) if methods is None else methods)
+    if rules.grid_rule == "same":
+        methods = {NOISY: methods.pop(NOISY, noisy_method), **methods}
+    factors = None if dct_factors is None else [float(f) for f in dct_factors]
+    if factors is not None and not factors:
+        raise ValueError("dct_factors must not be empty")
+    variants = {} if factors is None else {name: dct_variant(name, method)
+                                           for name, method in methods.items()}
+    tuned = {name: make for name, make in variants.items() if make is not None}
+    names = list(methods)
+    references = [n for n in names if n == NOISY or n in tuned
+                  or getattr(methods[n], "classical", False)]
+    metrics = METRICS + (MASKED_METRICS if rules.needs_mask else ())
     seconds = {name: 0.0 for name in names}
     records: list[dict[str, Any]] = []
-    tuning: list[dict[str, Any]] = []      # DCT-F per factor, per component
+    tuning_rows: list[dict[str, Any]] = []      # tuned methods per factor, per component
     cases: list[dict[str, Any]] = []
-    for i in tqdm(range(num_sms), desc="calibration protocol", unit="SM", disable=not progress):
-        case = simulate_case(i, seed, spf_range_of(i, spf_ranges), floor, grid_range=grid_range)
+    for i in tqdm(range(num_sms), desc=f"calibration protocol ({rules.name})", unit="SM",
+                  disable=not progress):
+        case = simulate_case(i, seed, spf_range_of(i, spf_ranges), floor, grid_range=grid_range,
+                             task=rules)
         bins = relative_noise_bin(case.relative_noise)
         clean = case.clean.data[case.pairs[:, 0], case.pairs[:, 1], 0]     # (M, Ny, Nx)
+        missing = None if case.mask is None else ~case.mask[0]
         base = [{"sm": i, "stratum": case.stratum, "spf": round(case.spf, 3),
-                 "grid": "x".join(map(str, case.params.grid[:2])),
+                 "grid": "x".join(map(str, case.clean.grid[:2])),
                  "fraction": case.fraction, "channel": int(c),
                  "frequency_index": int(case.clean.frequency_indices[k]),
                  "relative_noise": float(rel), "bin": BIN_LABELS[int(b)]}
                 for (c, k), rel, b in zip(case.pairs, case.relative_noise, bins)]
         outputs: list[tuple[str, float | None, np.ndarray]] = []
         for name, method in methods.items():
-            tic = time.perf_counter()
-            restored = method(case.noisy, case.noise_std)
-            seconds[name] += time.perf_counter() - tic
-            outputs.append((name, None, restored.data))
-        if tune:
-            for factor in factors:
+            variants = [(None, method)] if name not in tuned else [
+                (f, tuned[name](f)) for f in factors]  # type: ignore[union-attr]
+            for factor, run in variants:
                 tic = time.perf_counter()
-                restored = dct_method(factor)(case.noisy, case.noise_std)
-                seconds[DCT] += (time.perf_counter() - tic) / len(factors)
-                outputs.append((DCT, factor, restored.data))
+                restored = call_method(run, case.noisy, case.noise_std, case.mask)
+                seconds[name] += (time.perf_counter() - tic) / len(variants)
+                outputs.append((name, factor, restored.data))
         for name, factor, data in outputs:
-            if data.shape != case.noisy.data.shape:
+            if data.shape != case.clean.data.shape:
                 raise ValueError(f"method {name!r} returned shape {data.shape}, expected "
-                                 f"{case.noisy.data.shape}")
+                                 f"{case.clean.data.shape} (the clean fine SM)")
             comps = data[case.pairs[:, 0], case.pairs[:, 1], 0]
             for j, row in enumerate(base):
-                p, s = _scores(comps[j], clean[j])
-                target = records if factor is None else tuning
-                target.append({**row, "method": name, "psnr": p, "ssim": s}
-                              | ({} if factor is None else {"factor": factor}))
-        cases.append({"sm": i, "grid": list(case.params.grid[:2]), "spf": case.spf,
+                scores = _scores(comps[j], clean[j], missing)
+                if factor is None:
+                    records.append({**row, "method": name, **scores})
+                else:
+                    tuning_rows.append({**row, "method": name, **scores, "factor": factor})
+        cases.append({"sm": i, "grid": list(case.clean.grid[:2]),
+                      "measured_grid": list(case.noisy.grid[:2]), "spf": case.spf,
                       "spf_sampled": float(case.params.extra.get("samples_per_fwhm", math.nan)),
                       "spf_range": list(case.spf_range), "stratum": case.stratum,
                       "floor_fraction": case.fraction, "kept_components": int(len(base)),
+                      "missing_positions": 0 if missing is None else int(missing.sum()),
                       "relative_noise_min": float(case.relative_noise.min()),
                       "relative_noise_max": float(case.relative_noise.max())})
-    dct_tuning: dict[str, dict[float, float]] = {}
-    dct_factor: dict[str, float] = {}
-    if tune:
+    tuning: dict[str, dict[str, dict[float, float]]] = {}
+    chosen: dict[str, dict[str, float]] = {}
+    for name in tuned:
+        tuning[name], chosen[name] = {}, {}
         for label in BIN_LABELS:
-            rows = [t for t in tuning if t["bin"] == label]
+            rows = [t for t in tuning_rows if t["bin"] == label and t["method"] == name]
             if not rows:
                 continue
-            dct_tuning[label] = {f: float(np.mean([t["psnr"] for t in rows if t["factor"] == f]))
-                                 for f in factors}
-            best = max(factors, key=lambda f: dct_tuning[label][f])
-            dct_factor[label] = best
+            tuning[name][label] = {f: float(np.mean([t["psnr"] for t in rows
+                                                     if t["factor"] == f]))
+                                   for f in factors}  # type: ignore[union-attr]
+            best = max(factors, key=lambda f: tuning[name][label][f])  # type: ignore[arg-type]
+            chosen[name][label] = best
             records.extend({k: v for k, v in t.items() if k != "factor"}
                            for t in rows if t["factor"] == best)
-    settings = {"num_sms": num_sms, "seed": seed, "spf_ranges": [list(r) for r in spf_ranges],
+    settings = {"task": rules.name, "scale_factor": rules.scale_factor,
+                "num_sms": num_sms, "seed": seed, "spf_ranges": [list(r) for r in spf_ranges],
                 "grid_range": list(grid_range), "floor": floor.kind,
                 "floor_fraction_range": list(floor.fraction_range),
-                "dct_factors": None if not tune else factors,
+                "dct_factors": factors if tuned else None, "tuned": list(tuned),
+                "references": references,
                 "restore_gets_noise": restore_accepts_noise()}
-    return CalibrationResult(records, names, dct_tuning, dct_factor, cases, seconds, settings)
+    if rules.needs_mask:
+        settings["mask"] = (f"one seed-paper mask per SM: a contiguous block of "
+                            f"{rules.masks.ratio[0]:g} of the positions in robot order")
+    return CalibrationResult(records, names, tuning, chosen, cases, seconds, settings,
+                             references, rules.name, metrics)
 
 
 # ---------------------------------------------------------------------- reporting
@@ -651,48 +954,71 @@ def _fmt(row: Mapping[str, Any], metric: str, digits: int) -> str:
 
 
 def markdown_tables(result: CalibrationResult) -> str:
-    """One table per stratum: rows = relative-noise bins, columns = methods, cells
-    ``PSNR ± CI / SSIM ± CI``; then DCT-F factors and the acceptance check."""
+    """One table per stratum (inpainting: also one over the corrupted positions): rows =
+    relative-noise bins, columns = methods, cells ``PSNR ± CI / SSIM ± CI``; then the
+    tuned DCT-F factors and the acceptance check."""
     summary = result.summary()
+    regions = [("", "")] + ([("_masked", ", corrupted positions only")]
+                            if "psnr_masked" in result.metrics else [])
+    task = result.task
+    scale = result.settings.get("scale_factor", 1)
+    label = task if task in ("denoise", "inpaint") else f"{task} x{scale}"
     blocks = []
     for stratum in result.strata():
         rows = {(r["bin"], r["method"]): r for r in summary if r["stratum"] == stratum}
         sms = len({r["sm"] for r in result.records if stratum in ("all", r["stratum"])})
         title = {"all": "All SMs", "inside": "Inside the training range (samples/FWHM <= 12)",
                  "beyond": "Beyond the training range (samples/FWHM > 12)"}[stratum]
-        lines = [f"**Calibration protocol: {title}** ({sms} SMs; PSNR dB / SSIM, mean ± 95% CI)",
-                 "", "| rel. noise | n | " + " | ".join(result.methods) + " |",
-                 "|---" * (len(result.methods) + 2) + "|"]
-        for label in BIN_LABELS:
-            cells = [f"{_fmt(rows[(label, m)], 'psnr', 2)} / {_fmt(rows[(label, m)], 'ssim', 3)}"
-                     if (label, m) in rows else "" for m in result.methods]
-            n = rows[(label, NOISY)]["n"] if (label, NOISY) in rows else 0
-            if n:
-                lines.append(f"| {label} | {n} | " + " | ".join(cells) + " |")
-        blocks.append("\n".join(lines))
-    if result.dct_factor:
-        blocks.append("DCT-F threshold factor per bin (oracle-tuned on these data, grid "
-                      f"{result.settings.get('dct_factors')}): "
-                      + ", ".join(f"{b}: {f:g}" for b, f in result.dct_factor.items()))
+        for suffix, where in regions:
+            lines = [f"**Calibration protocol ({label}): {title}{where}** ({sms} SMs; PSNR dB "
+                     "/ SSIM against the clean fine SM, mean ± 95% CI)", "",
+                     "| rel. noise | n | " + " | ".join(result.methods) + " |",
+                     "|---" * (len(result.methods) + 2) + "|"]
+            for bin_label in BIN_LABELS:
+                cells = [f"{_fmt(rows[(bin_label, m)], 'psnr' + suffix, 2)} / "
+                         f"{_fmt(rows[(bin_label, m)], 'ssim' + suffix, 3)}"
+                         if (bin_label, m) in rows else "" for m in result.methods]
+                n = max((rows[(bin_label, m)]["n"] for m in result.methods
+                         if (bin_label, m) in rows), default=0)
+                if n:
+                    lines.append(f"| {bin_label} | {n} | " + " | ".join(cells) + " |")
+            blocks.append("\n".join(lines))
+    for method, chosen in result.factors.items():
+        if chosen:
+            blocks.append(f"{method}: DCT-F threshold factor per bin (oracle-tuned on these "
+                          f"data, grid {result.settings.get('dct_factors')}): "
+                          + ", ".join(f"{b}: {f:g}" for b, f in chosen.items()))
     acc = [a for a in result.acceptance() if a["stratum"] == "all"]
     if acc:
-        lines = ["**Acceptance** (mean PSNR minus max(noisy, DCT-F); pass if >= -0.3 dB)", "",
+        masked = "margin_masked_db" in acc[0]
+        refs = ", ".join(result.references)
+        lines = [f"**Acceptance** (mean PSNR minus max({refs})"
+                 + ("; whole component / corrupted positions" if masked else "")
+                 + f"; pass if >= -{ACCEPT_TOLERANCE_DB:g} dB)", "",
                  "| method | " + " | ".join(BIN_LABELS) + " |",
                  "|---" * (len(BIN_LABELS) + 1) + "|"]
         for method in dict.fromkeys(a["method"] for a in acc):
             by_bin = {a["bin"]: a for a in acc if a["method"] == method}
-            cells = [f"{by_bin[b]['margin_db']:+.2f} {'ok' if by_bin[b]['passes'] else 'FAIL'}"
-                     if b in by_bin else "" for b in BIN_LABELS]
+            cells = []
+            for b in BIN_LABELS:
+                if b not in by_bin:
+                    cells.append("")
+                    continue
+                margin = f"{by_bin[b]['margin_db']:+.2f}"
+                if masked:
+                    margin += f" / {by_bin[b]['margin_masked_db']:+.2f}"
+                cells.append(f"{margin} {'ok' if by_bin[b]['passes'] else 'FAIL'}")
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
         blocks.append("\n".join(lines))
     count = len({(r["sm"], r["channel"], r["frequency_index"]) for r in result.records})
     timing = ", ".join(f"{name} {1e3 * t / max(count, 1):.2f} ms"
                        for name, t in result.seconds.items() if name != NOISY)
     receives = "receives" if result.settings.get("restore_gets_noise") else "does NOT receive"
+    mask = f" Inpainting mask: {result.settings['mask']}." if "mask" in result.settings else ""
     blocks.append(f"Noise floor: {result.settings.get('floor')}, sigma_abs / max|S| log-uniform "
-                  f"in {result.settings.get('floor_fraction_range')}; restore_system_matrix "
-                  f"{receives} the true noise std. Restoration time per component: "
-                  f"{timing}.")
+                  f"in {result.settings.get('floor_fraction_range')}, on the measured "
+                  f"samples; restore_system_matrix {receives} the true noise std.{mask} "
+                  f"Restoration time per component: {timing}.")
     return "\n\n".join(blocks) + "\n"
 
 
@@ -721,8 +1047,8 @@ def plot_calibration(result: CalibrationResult, path: str | os.PathLike[str], *,
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"Calibration protocol: {len(result.cases)} simulated 2D SMs, one noise floor "
-                 "per SM", fontsize=10)
+    fig.suptitle(f"Calibration protocol ({result.task}): {len(result.cases)} simulated 2D SMs, "
+                 "one noise floor per SM", fontsize=10)
     fig.tight_layout()
     with atomic_output(path, overwrite=overwrite) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
@@ -795,14 +1121,16 @@ def write_calibration_results(result: CalibrationResult, out_dir: str | os.PathL
     metrics = {
         "protocol": "calibration",
         "definition": "pympisr.metrics PSNR (dB) / SSIM of each kept component against the "
-                      "clean one (unit-max normalised by the clean component); bins by "
+                      "clean one on the fine grid (unit-max normalised by the clean "
+                      "component; inpainting also over the corrupted positions); bins by "
                       "relative noise = true per-part noise std / clean component max |S|; "
                       "mean and 95% t-interval",
         "settings": result.settings,
         "summary": [json_record(r) for r in summary],
         "dct_factor": result.dct_factor,
-        "dct_tuning": {b: {f"{f:g}": json_number(v) for f, v in t.items()}
-                       for b, t in result.dct_tuning.items()},
+        "dct_factors": result.factors,
+        "dct_tuning": {m: {b: {f"{f:g}": json_number(v) for f, v in t.items()}
+                           for b, t in by_bin.items()} for m, by_bin in result.tuning.items()},
         "acceptance": [json_record(a) for a in result.acceptance()],
         "cases": [json_record(c) for c in result.cases],
         "seconds": json_record(result.seconds),

@@ -27,20 +27,25 @@ a ``LookupError``), so ``except ValueError`` keeps working.
     ├── ExportCheckError (RuntimeError)  exported ONNX graph disagrees with PyTorch
     ├── JuliaUnavailableError (RuntimeError)  the Julia backend is not installed
     ├── ReconstructionError           a reconstruction step produced NaN/Inf
-    └── RestorationError (FloatingPointError)  a restoration produced non-finite values
+    ├── RestorationError (FloatingPointError)  a restoration produced non-finite values
+    ├── OptionalDependencyError (ImportError)  an optional package (dask, ...) is missing
+    ├── DataUnavailableError (FileNotFoundError)  a data set is neither cached nor made
+    └── DataIntegrityError (ValueError)  a downloaded file's sha256 differs
 
     MDFWarning (UserWarning)          a tolerated quirk of an MDF file
+    StandInDataWarning (UserWarning)  simulated stand-in files replace real data
 """
 
 from __future__ import annotations
 
 import os
 
-__all__ = ["CheckpointError", "ConfigError", "DatasetError", "ExportCheckError",
+__all__ = ["CheckpointError", "ConfigError", "DataIntegrityError", "DataUnavailableError",
+           "DatasetError", "ExportCheckError", "StandInDataWarning",
            "InvalidInputError", "JuliaUnavailableError", "MDFError", "MDFWarning",
            "ManifestError",
            "ModelError", "ModelIntegrityError", "ModelLoadError", "ModelNotFoundError",
-           "OutputPathError", "PympisrError", "ReconstructionError", "RestorationError",
+           "OptionalDependencyError", "OutputPathError", "PympisrError", "ReconstructionError", "RestorationError",
            "UnknownArchitectureError", "UnknownTaskError", "UntrustedModelError"]
 
 
@@ -166,3 +171,22 @@ class ReconstructionError(PympisrError):
 
 class RestorationError(PympisrError, FloatingPointError):
     """A restoration produced values that cannot be written (NaN/Inf)."""
+
+
+class OptionalDependencyError(PympisrError, ImportError):
+    """An option needs a package that is not installed (the message names the option and
+    the install command), e.g. ``pympisr dataset --scheduler`` without dask.distributed."""
+
+
+class DataUnavailableError(PympisrError, FileNotFoundError):
+    """A public data set (e.g. an OpenMPI file) is neither in the local cache nor
+    downloadable, and simulated stand-in data were not allowed."""
+
+
+class DataIntegrityError(PympisrError, ValueError):
+    """A downloaded or cached data file's sha256 differs from the published one."""
+
+
+class StandInDataWarning(UserWarning):
+    """Simulated stand-in files are used in place of a public data set that is not in
+    the cache (results are not those of the real measurement)."""

@@ -6,29 +6,39 @@ Per SM ``i`` (seeds from ``SeedSequence([seed, i])`` as in
 1. a clean 2D SM is simulated with ``samples_per_fwhm`` from the SM's range (by default
    the training range (4, 12) and (12, 60) in turn, grid 12 .. 44 per axis); only the
    receive channels x and y are used (the z coil of a 2D trajectory sees no particle
-   signal);
-2. one absolute noise floor (:class:`~pympisr.calibration_protocol.NoiseFloor`, default
+   signal). For the super-resolution tasks it is the SM simulated at the target
+   resolution, cropped to the points a coarse calibration covers
+   (:func:`~pympisr.calibration_protocol.fine_reference`);
+2. the task measures it (:func:`~pympisr.calibration_protocol.measure`; ``task``:
+   ``denoise`` keeps it, ``upsample`` / ``accelerate`` make the coarse calibration,
+   ``inpaint`` corrupts one seed-paper mask of 10 % of the positions per SM) and one
+   absolute noise floor (:class:`~pympisr.calibration_protocol.NoiseFloor`, default
    ``sigma_abs`` = 1e-4 .. 1e-2 x max|S|, white) gives the true per-component noise std
-   ``noise_std`` (C, K) and the noisy SM ``S + N``;
+   ``noise_std`` (C, K) and the measured SM ``A S + N``;
 3. per-component SNR, ``snr_mode``:
 
    * ``"mpifiles"`` (default): computed the MPIFiles way (DESIGN section 11) from the
-     noisy SM and 20 simulated empty (background) frames of the same noise,
+     measured SM and 20 simulated empty (background) frames of the same noise,
      ``max_voxels |S_noisy - mean(bg)| / mean |diff(bg)|``; as in a real file, pure-noise
      components of large grids reach SNR ~2 (the maximum of many noise samples);
    * ``"true"``: the known ``max|S_clean| / noise_std``;
 
-   every SM under test (noisy, DCT-F, restored, clean) gets this same SNR, so the same
-   rows are selected for all of them; the SM handed to the methods holds the frequency
-   bins where some channel reaches the lowest threshold (other rows are never used);
+   every SM under test (noisy, baselines, restored, clean) gets this same SNR, so the
+   same rows are selected for all of them; the SM handed to the methods holds the
+   frequency bins where some channel reaches the lowest threshold (other rows are never
+   used);
 4. phantoms (``snake``, ``resolution``, ``spiral`` of :mod:`pympisr.phantoms`, fitted to
-   the FOV) are measured with the *clean* SM
+   the FOV) are measured with the *clean* fine SM
    (:func:`pympisr.simulation.measurement.simulate_measurement`, ``u = S c``), and
    complex white noise with the same per-(channel, frequency) std as the calibration
    (``measurement_noise`` x ``noise_std``; one frame, same receive chain) is added once
    per SM and phantom: fixed for all methods;
-5. every method restores the noisy SM (:data:`~pympisr.calibration_protocol.RestorationMethod`),
-   and :func:`pympisr.reco.reconstruct` (Kaczmarz, MPIReco defaults: 3 sweeps, real and
+5. every method restores the measured SM to the fine grid
+   (:data:`~pympisr.calibration_protocol.RestorationMethod`): denoising: noisy, DCT-F;
+   super-resolution: bicubic, DCT-F+bicubic; inpainting: the corrupted (zero-filled)
+   SM, biharmonic, biharmonic+DCT-F; pympisr models (restore_system_matrix with the
+   true noise floor and mask); the clean fine SM is the reference. Then
+   :func:`pympisr.reco.reconstruct` (Kaczmarz, MPIReco defaults: 3 sweeps, real and
    non-negative, normalised lambda; no background correction needed) reconstructs all
    phantoms for every SNR threshold and normalised lambda;
 6. metrics against the phantom (:func:`image_metrics`): Pearson correlation of the image
@@ -39,8 +49,10 @@ Per SM ``i`` (seeds from ``SeedSequence([seed, i])`` as in
 
 Reports per stratum (``all``; ``inside``: effective samples per FWHM <= 12; ``beyond``)
 and per (threshold, lambda): mean of each metric per method, the worst case of
-``corr(restored) - corr(noisy)`` over SMs and phantoms (acceptance: never below -0.01),
-and whether the restored SMs beat DCT-F on average correlation.
+``corr(restored) - corr(base)`` over SMs and phantoms (base: the noisy SM for denoising,
+the task's baseline, bicubic or biharmonic, otherwise; acceptance: never below -0.01),
+and whether the restored SMs beat the classical method with DCT-F (DCT-F,
+DCT-F+bicubic, biharmonic+DCT-F) on average correlation.
 """
 
 from __future__ import annotations
@@ -56,13 +68,13 @@ from typing import Any
 import numpy as np
 
 from .calibration_protocol import (CLEAN, DCT, DEFAULT_SPF_RANGES, GRID_RANGE, NOISY,
-                                   TUNED_DCT_FACTORS,
-                                   NoiseFloor, ProtocolCase, RestorationMethod, case_rng,
-                                   complex_noise, dct_method, default_methods,
-                                   effective_samples_per_fwhm, json_record, mpifiles_snr,
-                                   noisy_method, output_files, present_strata,
-                                   restore_accepts_noise, simulate_clean, spf_range_of,
-                                   write_report)
+                                   TUNED_DCT_FACTORS, NoiseFloor, ProtocolCase,
+                                   RestorationMethod, baseline_label, call_method, case_mask,
+                                   case_rng, complex_noise, dct_variant, default_methods,
+                                   effective_samples_per_fwhm, fine_reference, json_record,
+                                   measure, mpifiles_snr, noisy_method, output_files,
+                                   present_strata, protocol_task, restore_accepts_noise,
+                                   simulate_clean, spf_range_of, write_report)
 from .metrics import SSIM_SIGMA, mean_ci
 from .system_matrix import Measurement, SystemMatrix
 
@@ -133,8 +145,9 @@ def image_metrics(image: np.ndarray, phantom: np.ndarray) -> dict[str, float]:
 class ImageCase(ProtocolCase):
     """One SM of the image protocol.
 
-    ``clean``/``noisy``: SMs (2, K_sel, 1, Ny, Nx) on the frequency bins some channel of
-    which reaches the lowest SNR threshold, both with ``snr`` set (the same array);
+    ``clean`` (2, K_sel, 1, Ny, Nx), the fine SM, / ``noisy`` (2, K_sel, 1, ny, nx), the
+    measured one: on the frequency bins some channel of which reaches the lowest SNR
+    threshold, both with ``snr`` set (the same array); ``mask`` (inpainting);
     ``noise_std`` (2, K_sel); ``phantoms`` float (P, 1, Ny, Nx); ``measurement`` with P
     frames (frame p measures phantom p).
     """
@@ -149,8 +162,11 @@ def simulate_image_case(index: int, seed: int, spf_range: tuple[float, float],
                         phantoms: Sequence[str] = PHANTOM_NAMES, snr_mode: str = "mpifiles",
                         min_threshold: float = min(SNR_THRESHOLDS),
                         measurement_noise: float = 1.0,
-                        grid_range: tuple[int, int] = GRID_RANGE) -> ImageCase:
-    """Simulate SM ``index``, its noisy copy, SNR and phantom measurements (module doc)."""
+                        grid_range: tuple[int, int] = GRID_RANGE,
+                        task: str | Any = "denoise", scale: int | None = None) -> ImageCase:
+    """Simulate SM ``index``, its measured (degraded, noisy) copy, SNR and phantom
+    measurements (module docstring); ``task``/``scale`` as
+    :func:`~pympisr.calibration_protocol.protocol_task`."""
     from .phantoms import make_phantom
     from .simulation.measurement import simulate_measurement
 
@@ -158,28 +174,29 @@ def simulate_image_case(index: int, seed: int, spf_range: tuple[float, float],
         raise ValueError(f"snr_mode must be 'mpifiles' or 'true', got {snr_mode!r}")
     if not (math.isfinite(measurement_noise) and measurement_noise >= 0):
         raise ValueError(f"measurement_noise must be finite and >= 0, got {measurement_noise}")
+    rules = protocol_task(task, scale)
     floor = floor or NoiseFloor()
     full, params = simulate_clean(index, seed, spf_range, grid_range=grid_range)
     fraction, std_full = floor.draw(full, case_rng(seed, index, 0))
     channels = np.arange(2)                                   # x, y receive coils (2D)
-    clean_all = full.data[channels]                           # (2, K, 1, Ny, Nx)
+    fine = fine_reference(rules, full.replace(data=full.data[channels], snr=None,
+                                              transfer_function=None))
     std_all = std_full[channels]
-    noise = complex_noise(std_all, full.spatial_shape, case_rng(seed, index, 1))
-    noisy_all = clean_all + noise
+    mask = case_mask(rules, fine, seed, index)
+    measured = measure(rules, fine, std_all, mask, case_rng(seed, index, 1))
     if snr_mode == "mpifiles":
         background = complex_noise(std_all, (_BACKGROUND_FRAMES,), case_rng(seed, index, 2))
-        snr_all = mpifiles_snr(noisy_all, np.moveaxis(background, -1, 0))
+        snr_all = mpifiles_snr(measured.data, np.moveaxis(background, -1, 0))
     else:
-        peaks = np.abs(clean_all.reshape(2, full.num_frequencies, -1)).max(axis=-1)
+        peaks = np.abs(fine.data.reshape(2, full.num_frequencies, -1)).max(axis=-1)
         snr_all = (peaks / std_all).astype(np.float32)
     bins = np.flatnonzero(np.any(snr_all >= min_threshold, axis=0))
     if bins.size == 0:
         raise ValueError(f"SM {index}: no component reaches SNR {min_threshold}")
     snr = snr_all[:, bins]
-    clean = full.replace(data=clean_all[:, bins], frequencies=full.frequencies[bins],
-                         frequency_indices=full.frequency_indices[bins], snr=snr,
-                         transfer_function=None)
-    noisy = clean.replace(data=noisy_all[:, bins], snr=snr.copy())
+    keep = dict(frequencies=full.frequencies[bins], frequency_indices=full.frequency_indices[bins])
+    clean = fine.replace(data=fine.data[:, bins], snr=snr, **keep)
+    noisy = measured.replace(data=measured.data[:, bins], snr=snr.copy(), **keep)
     noise_std = std_all[:, bins]
     images = np.stack([make_phantom(name, clean).astype(np.float64) for name in phantoms])
     frames = [simulate_measurement(clean, image, noise=0.0).data[0] for image in images]
@@ -192,7 +209,7 @@ def simulate_image_case(index: int, seed: int, spf_range: tuple[float, float],
     return ImageCase(index=index, params=params, clean=clean, noisy=noisy, noise_std=noise_std,
                      phantom_names=tuple(phantoms), phantoms=images, measurement=meas,
                      fraction=fraction, spf_range=tuple(spf_range),
-                     spf=effective_samples_per_fwhm(params))
+                     spf=effective_samples_per_fwhm(params), mask=mask)
 
 
 # ---------------------------------------------------------------------- evaluation
@@ -203,7 +220,10 @@ class ImageResult:
     ``records``: one dict per (SM, phantom, threshold, lambda, method) with ``sm``,
     ``stratum``, ``spf``, ``grid``, ``phantom``, ``threshold``, ``lambda``, ``rows``
     (selected rows), ``method``, ``corr``, ``psnr`` (dB), ``ssim``, ``scale``.
-    ``restored``: names of the pympisr methods (those compared with noisy and DCT-F).
+    ``restored``: names of the methods under test (pympisr models). ``base``: the SM
+    the correlation drops are measured against (``noisy`` for denoising, the task's
+    baseline otherwise); ``rival``: the classical SM the restorations should beat on
+    average (``DCT-F``, ``DCT-F+bicubic``, ``biharmonic+DCT-F``; None if absent).
     """
 
     records: list[dict[str, Any]]
@@ -215,6 +235,8 @@ class ImageResult:
     seconds: dict[str, float]
     examples: list[dict[str, Any]] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+    base: str = NOISY
+    rival: str | None = DCT
 
     def strata(self) -> list[str]:
         """Strata present in the records
@@ -251,21 +273,22 @@ class ImageResult:
         return rows
 
     def comparison(self) -> list[dict[str, Any]]:
-        """Per (stratum, threshold, lambda, method other than noisy): mean correlations, the
-        worst ``corr(method) - corr(noisy)`` over (SM, phantom) and where it occurred,
-        ``passes`` (worst >= -0.01) and, for the restorations under test, ``beats_dct``
-        (mean corr above DCT-F's). DCT-F and clean rows are references (``reference``
-        True): how far the same criterion holds for the baseline and the ideal SM."""
+        """Per (stratum, threshold, lambda, method other than :attr:`base`): mean
+        correlations, the worst ``corr(method) - corr(base)`` over (SM, phantom) and
+        where it occurred, ``passes`` (worst >= -0.01) and, for the restorations under
+        test, ``beats_dct`` (mean corr above the :attr:`rival`'s, the classical method
+        with DCT-F). Classical and clean rows are references (``reference`` True): how
+        far the same criterion holds for the baselines and the ideal SM."""
         groups = self._groups()
         out = []
         for stratum in self.strata():
             for thr in self.thresholds:
                 for lam in self.lambdas:
-                    noisy = groups.get((stratum, thr, lam, NOISY), [])
-                    base = {(r["sm"], r["phantom"]): r["corr"] for r in noisy}
+                    base = {(r["sm"], r["phantom"]): r["corr"]
+                            for r in groups.get((stratum, thr, lam, self.base), [])}
                     means = {m: float(np.mean([r["corr"] for r in groups[(stratum, thr, lam, m)]]))
                              for m in self.methods if (stratum, thr, lam, m) in groups}
-                    for method in [m for m in self.methods if m != NOISY]:
+                    for method in [m for m in self.methods if m != self.base]:
                         group = groups.get((stratum, thr, lam, method), [])
                         if not group:
                             continue
@@ -279,8 +302,8 @@ class ImageResult:
                                "worst_phantom": worst[2],
                                "passes": bool(worst[0] >= -DROP_TOLERANCE),
                                "reference": method not in self.restored}
-                        if DCT in means and method in self.restored:
-                            row["beats_dct"] = bool(means[method] > means[DCT])
+                        if self.rival in means and method in self.restored:
+                            row["beats_dct"] = bool(means[method] > means[self.rival])
                         out.append(row)
         return out
 
@@ -296,17 +319,26 @@ def evaluate_images(num_sms: int = 24, *, seed: int = 0,
                     dct_factor: float | Mapping[str, float] | None = None,
                     measurement_noise: float = 1.0,
                     grid_range: tuple[int, int] = GRID_RANGE, num_examples: int = 2,
+                    task: str | Any = "denoise", scale: int | None = None,
                     progress: bool = True) -> ImageResult:
     """Run the image protocol (module docstring) on ``num_sms`` simulated SMs.
 
     Parameters
     ----------
     methods:
-        ``name -> method(sm, noise_std)``; default
-        :func:`~pympisr.calibration_protocol.default_methods` (noisy, DCT-F, shipped
-        model). ``"noisy"`` is always evaluated, ``"clean"`` (the clean SM) always added
-        as reference; an entry ``"DCT-F"`` is replaced by DCT-F with the true sigma and
-        threshold ``dct_factor``. Every other method counts as a restoration under test.
+        ``name -> method(sm, noise_std[, mask])``; default
+        :func:`~pympisr.calibration_protocol.default_methods` of the task (classical
+        methods, shipped model). For grid-keeping tasks ``"noisy"`` (the measured SM) is
+        always evaluated; ``"clean"`` (the clean fine SM) is always added as reference;
+        every method with a DCT-F threshold
+        (:func:`~pympisr.calibration_protocol.dct_variant`) gets threshold
+        ``dct_factor`` with the true sigma. Methods
+        with a true ``classical`` attribute are baselines; every other method counts as
+        a restoration under test.
+    task, scale:
+        The restoration task
+        (:func:`~pympisr.calibration_protocol.protocol_task`): ``"denoise"``,
+        ``"upsample"``, ``"accelerate"`` (``scale`` default 2) or ``"inpaint"``.
     dct_factor:
         One factor, or per relative-noise bin (e.g. ``CalibrationResult.dct_factor`` of
         the calibration protocol; see :func:`~pympisr.calibration_protocol.dct_method`);
@@ -332,15 +364,25 @@ def evaluate_images(num_sms: int = 24, *, seed: int = 0,
     if not lambdas or any(v < 0 for v in lambdas):
         raise ValueError(f"lambdas must be >= 0, got {lambdas}")
     floor = floor or NoiseFloor()
-    methods = dict(default_methods() if methods is None else methods)
-    methods.setdefault(NOISY, noisy_method)
+    rules = protocol_task(task, scale)
+    methods = dict(default_methods(task=rules) if methods is None else methods)
+    if rules.grid_rule == "same":
+        methods = {NOISY: methods.pop(NOISY, noisy_method), **methods}
     dct_factor = dict(TUNED_DCT_FACTORS) if dct_factor is None else dct_factor
-    if DCT in methods:
-        methods[DCT] = dct_method(dct_factor)
+    for name, method in list(methods.items()):
+        make = dct_variant(name, method)
+        if make is not None:
+            methods[name] = make(dct_factor)
     if CLEAN in methods:
         raise ValueError(f"{CLEAN!r} is the reference, not a method name")
-    restored = [n for n in methods if n not in (NOISY, DCT)]
-    names = [NOISY] + ([DCT] if DCT in methods else []) + restored + [CLEAN]
+    classical = [n for n in methods if n == NOISY or getattr(methods[n], "classical", False)]
+    restored = [n for n in methods if n not in classical]
+    names = classical + restored + [CLEAN]
+    denoise = rules.name == "denoise"
+    base_method = NOISY if denoise else baseline_label(rules, False)
+    base_method = base_method if base_method in methods else names[0]
+    rival = DCT if denoise else baseline_label(rules, True)
+    rival = rival if rival in methods else None
     seconds = {name: 0.0 for name in names} | {"reconstruction": 0.0}
     records: list[dict[str, Any]] = []
     cases: list[dict[str, Any]] = []
@@ -351,22 +393,23 @@ def evaluate_images(num_sms: int = 24, *, seed: int = 0,
         case = simulate_image_case(i, seed, spf_range_of(i, spf_ranges), floor,
                                    phantoms=phantoms, snr_mode=snr_mode,
                                    min_threshold=min(thresholds),
-                                   measurement_noise=measurement_noise, grid_range=grid_range)
+                                   measurement_noise=measurement_noise, grid_range=grid_range,
+                                   task=rules)
         sms: dict[str, SystemMatrix] = {}
         for name, method in methods.items():
             tic = time.perf_counter()
-            out = method(case.noisy, case.noise_std)
+            out = call_method(method, case.noisy, case.noise_std, case.mask)
             seconds[name] += time.perf_counter() - tic
-            if out.data.shape != case.noisy.data.shape:
+            if out.data.shape != case.clean.data.shape:
                 raise ValueError(f"method {name!r} returned shape {out.data.shape}, expected "
-                                 f"{case.noisy.data.shape}")
+                                 f"{case.clean.data.shape} (the clean fine SM)")
             sms[name] = out.replace(snr=case.noisy.snr)
         sms[CLEAN] = case.clean
         keep_example = (len(examples) < num_examples and case.stratum not in example_strata
                         and "snake" in case.phantom_names)
         example_images: dict[tuple[float, float], dict[str, np.ndarray]] = {}
         base = {"sm": i, "stratum": case.stratum, "spf": round(case.spf, 3),
-                "grid": "x".join(map(str, case.params.grid[:2])), "fraction": case.fraction}
+                "grid": "x".join(map(str, case.clean.grid[:2])), "fraction": case.fraction}
         for thr in thresholds:
             rows = int(np.sum(case.noisy.snr >= thr))
             for lam in lambdas:
@@ -387,7 +430,8 @@ def evaluate_images(num_sms: int = 24, *, seed: int = 0,
             examples.append({"sm": i, "stratum": case.stratum, "spf": case.spf,
                              "phantom": case.phantoms[p, 0], "images": example_images})
             example_strata.add(case.stratum)
-        cases.append({"sm": i, "grid": list(case.params.grid[:2]), "spf": case.spf,
+        cases.append({"sm": i, "grid": list(case.clean.grid[:2]),
+                      "measured_grid": list(case.noisy.grid[:2]), "spf": case.spf,
                       "spf_sampled": float(case.params.extra.get("samples_per_fwhm", math.nan)),
                       "spf_range": list(case.spf_range), "stratum": case.stratum,
                       "floor_fraction": case.fraction,
@@ -395,21 +439,28 @@ def evaluate_images(num_sms: int = 24, *, seed: int = 0,
                                              for t in thresholds}})
         bar.update(1)
     bar.close()
-    settings = {"num_sms": num_sms, "seed": seed, "spf_ranges": [list(r) for r in spf_ranges],
+    settings = {"task": rules.name, "scale_factor": rules.scale_factor, "base": base_method,
+                "rival": rival,
+                "num_sms": num_sms, "seed": seed, "spf_ranges": [list(r) for r in spf_ranges],
                 "grid_range": list(grid_range), "floor": floor.kind,
                 "floor_fraction_range": list(floor.fraction_range), "snr_mode": snr_mode,
                 "iterations": iterations, "dct_factor": dct_factor,
                 "measurement_noise": measurement_noise, "phantoms": list(phantoms),
                 "receive_channels": [0, 1], "restore_gets_noise": restore_accepts_noise()}
     return ImageResult(records, names, restored, thresholds, lambdas, cases, seconds, examples,
-                       settings)
+                       settings, base_method, rival)
 
 
 # ---------------------------------------------------------------------- reporting
 def markdown_tables(result: ImageResult) -> str:
-    """Per stratum: mean correlation per method, worst drop and DCT-F comparison per
-    (threshold, lambda); then PSNR / SSIM per method."""
+    """Per stratum: mean correlation per method, worst drop (against the base SM) and
+    comparison with the classical rival per (threshold, lambda); then PSNR / SSIM per
+    method."""
     blocks = []
+    task = result.settings.get("task", "denoise")
+    label = (task if task in ("denoise", "inpaint")
+             else f"{task} x{result.settings.get('scale_factor')}")
+    rival = result.rival if result.rival in result.methods else None
     comparison = result.comparison()
     summary = result.summary()
     titles = {"all": "All SMs", "inside": "Inside the training range (samples/FWHM <= 12)",
@@ -423,14 +474,14 @@ def markdown_tables(result: ImageResult) -> str:
         summ = {(r["threshold"], r["lambda"], r["method"]): r for r in summary
                 if r["stratum"] == stratum}
         header = ["SNR thr", "lambda", *[f"corr {m}" for m in result.methods]]
-        dropped = [m for m in result.methods if m != NOISY]
+        dropped = [m for m in result.methods if m != result.base]
         header += [f"worst drop {m}" for m in dropped]
-        header += [f"{m} > DCT-F" for m in result.restored if DCT in result.methods]
-        lines = [f"**Image protocol: {titles[stratum]}** ({sms} SMs x "
+        header += [f"{m} > {rival}" for m in result.restored if rival]
+        lines = [f"**Image protocol ({label}): {titles[stratum]}** ({sms} SMs x "
                  f"{len(result.settings.get('phantoms', []))} phantoms = {images} images; "
                  "mean Pearson correlation with the phantom; worst drop = min over images of "
-                 "corr(method) - corr(noisy), ok if >= -0.01 (judged for the restorations; "
-                 "DCT-F and clean for reference))", "",
+                 f"corr(method) - corr({result.base}), ok if >= -{DROP_TOLERANCE:g} (judged "
+                 "for the restorations; classical SMs and clean for reference))", "",
                  "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
         for thr in result.thresholds:
             for lam in result.lambdas:
@@ -442,14 +493,15 @@ def markdown_tables(result: ImageResult) -> str:
                     verdict = "" if c is None or c["reference"] else (
                         " ok" if c["passes"] else " FAIL")
                     cells.append("" if c is None else f"{c['worst_drop']:+.4f}{verdict}")
-                for m in result.restored if DCT in result.methods else []:
+                for m in result.restored if rival else []:
                     c = comp.get((thr, lam, m))
                     cells.append("" if c is None else
                                  {True: "yes", False: "no", None: ""}[c.get("beats_dct")])
                 lines.append("| " + " | ".join(cells) + " |")
         blocks.append("\n".join(lines))
         header = ["SNR thr", "lambda", *result.methods]
-        lines = [f"**Image protocol: {titles[stratum]}: PSNR dB / SSIM** (image least-squares "
+        lines = [f"**Image protocol ({label}): {titles[stratum]}: PSNR dB / SSIM** (image "
+                 "least-squares "
                  "scaled to the phantom; mean)", "", "| " + " | ".join(header) + " |",
                  "|---" * len(header) + "|"]
         for thr in result.thresholds:
@@ -460,7 +512,7 @@ def markdown_tables(result: ImageResult) -> str:
                 lines.append("| " + " | ".join(cells) + " |")
         blocks.append("\n".join(lines))
     total = sum(result.seconds.values())
-    snr_rule = ("MPIFiles rule on the noisy SM + 20 simulated background frames"
+    snr_rule = ("MPIFiles rule on the measured SM + 20 simulated background frames"
                 if result.settings.get("snr_mode") == "mpifiles"
                 else "known max|S_clean| / noise std")
     blocks.append(

@@ -9,15 +9,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
+from torch import nn
 
 from pympisr import SystemMatrix
-from pympisr.calibration_protocol import (BIN_LABELS, DCT, NOISY, NoiseFloor, dct_method,
+from pympisr.calibration_protocol import (BIN_LABELS, DCT, NOISY, NoiseFloor, TaskBaseline,
+                                          call_method, dct_method, default_methods,
                                           evaluate_calibration, markdown_tables, noisy_method,
                                           pympisr_method, relative_noise_bin,
                                           restore_accepts_noise, simulate_case,
                                           write_calibration_results)
 from pympisr.cli import main
+from pympisr.export import export_model
+from pympisr.model_zoo import manifest_entry, register_model
+from pympisr.tasks import get_task
+
+from test_sr_geometry import LinearUpscaler
 
 SMALL = dict(grid_range=(12, 14))
 REAL_MDF = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / \
@@ -171,3 +179,173 @@ def test_cli_calibration_writes_files_and_refuses_overwrite(tmp_path: Path) -> N
 def test_cli_papers_still_needs_data(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["evaluate", "--out", str(tmp_path / "p")])
     assert result.exit_code != 0 and "--data" in result.output
+
+
+# ---------------------------------------------------------------- the other tasks
+class MaskedMeanFill(nn.Module):
+    """Fills missing positions with the mean of their measured 3 x 3 neighbours, a few
+    times over (a stand-in for a trained inpainting network)."""
+
+    size_multiple = 1
+    noise_channel = False
+    takes_mask = True
+
+    def __init__(self, steps: int = 4) -> None:
+        super().__init__()
+        self.dims, self.steps = 2, steps
+        self.register_buffer("kernel", torch.ones(2, 1, 3, 3))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        known = mask
+        for _ in range(self.steps):
+            num = nn.functional.conv2d(x * known, self.kernel, padding=1, groups=2)
+            den = nn.functional.conv2d(known, self.kernel[:1], padding=1)
+            x = known * x + (1 - known) * num / den.clamp_min(1e-6)
+            known = torch.maximum(known, (den > 0).to(x.dtype))
+        return x
+
+
+@pytest.fixture(scope="module")
+def protocol_zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny exported x2 upsample / accelerate models (bilinear) and an inpainting model
+    (neighbour mean), registered in a temporary manifest as ``tiny-<task>``."""
+    folder = tmp_path_factory.mktemp("protocol_zoo")
+    nets = {"upsample": LinearUpscaler(2, "scale"), "accelerate": LinearUpscaler(2, "stride"),
+            "inpaint": MaskedMeanFill()}
+    for task, net in nets.items():
+        result = export_model(net.eval(), folder / f"tiny-{task}.onnx",
+                              metadata={"architecture": "test"},
+                              task=get_task(task, 2, 2 if task != "inpaint" else None))
+        register_model(manifest_entry(f"tiny-{task}", result), folder)
+    return folder
+
+
+@pytest.mark.parametrize("task", ["upsample", "accelerate", "inpaint"])
+def test_task_cases_measure_the_fine_sm(task: str) -> None:
+    floor = NoiseFloor(fraction_range=(1e-3, 1e-3))
+    case = simulate_case(1, 4, (4.0, 12.0), floor, task=task, **SMALL)
+    rules = get_task(task, 2, 2 if task != "inpaint" else None)
+    fine = case.clean.data.shape[3:]
+    assert fine == rules.training_crop(fine)  # the clean reference is the covered region
+    assert case.noisy.data.shape[3:] == rules.input_grid(fine)
+    assert case.noisy.grid[:2] == tuple(reversed(rules.input_grid(fine)))
+    # a restoration to the output geometry lands exactly on the clean reference's grid
+    out_grid, out_fov, out_center = rules.output_geometry(case.noisy.grid, case.noisy.fov,
+                                                          case.noisy.center)
+    assert out_grid == case.clean.grid
+    np.testing.assert_allclose(out_fov, case.clean.fov)
+    np.testing.assert_allclose(out_center, case.clean.center, atol=1e-12)
+    noise = case.noisy.data - rules.degrade_system_matrix(case.clean, case.mask).data
+    peak = np.abs(simulate_case(1, 4, (4.0, 12.0), floor, **SMALL).clean.data).max()
+    if task == "inpaint":
+        missing = ~case.mask
+        assert missing.sum() == round(0.1 * missing.size)  # the paper's 10 % block
+        assert np.all(case.noisy.data[:, :, missing] == 0)
+        noise = noise[:, :, case.mask]
+        again = simulate_case(1, 4, (4.0, 12.0), floor, task=task, **SMALL)
+        np.testing.assert_array_equal(again.mask, case.mask)  # deterministic per case
+        other = simulate_case(0, 4, (4.0, 12.0), floor, task=task, **SMALL)
+        assert not np.array_equal(other.mask[:, :12, :12], case.mask[:, :12, :12])
+    assert np.std(noise.real) == pytest.approx(1e-3 * peak, rel=0.05)  # the same floor
+    rel = case.noise_std[case.pairs[:, 0], case.pairs[:, 1]] / np.abs(
+        case.clean.data[case.pairs[:, 0], case.pairs[:, 1]]).reshape(len(case.pairs), -1).max(1)
+    np.testing.assert_allclose(case.relative_noise, rel)
+
+
+def test_denoising_case_is_clean_plus_floor() -> None:
+    from pympisr.calibration_protocol import case_rng, complex_noise
+
+    case = simulate_case(0, 5, (4.0, 12.0), **SMALL)
+    noise = complex_noise(case.noise_std, case.clean.spatial_shape, case_rng(5, 0, 1))
+    np.testing.assert_array_equal(case.noisy.data, case.clean.data + noise)
+    assert case.mask is None and case.noisy.grid == case.clean.grid
+
+
+def _fine_lookup(seed: int, task: str, floor: NoiseFloor) -> object:
+    """A method returning the clean fine SM of the case whose measurement it is given."""
+    case = simulate_case(0, seed, (4.0, 12.0), floor, task=task, **SMALL)
+    key = hashlib.sha1(case.noisy.data.tobytes()).hexdigest()
+
+    def perfect(sm: SystemMatrix, noise_std: np.ndarray, mask: object = None) -> SystemMatrix:
+        assert hashlib.sha1(sm.data.tobytes()).hexdigest() == key
+        return case.clean.replace(data=case.clean.data.copy())
+
+    return perfect
+
+
+@pytest.mark.parametrize("task", ["upsample", "inpaint"])
+def test_calibration_protocol_other_tasks(task: str, protocol_zoo: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYMPISR_MODELS", str(protocol_zoo))
+    floor = NoiseFloor(fraction_range=(2e-3, 2e-3))
+    methods = default_methods([f"tiny-{task}"], task=task)
+    methods["perfect"] = _fine_lookup(2, task, floor)
+    result = evaluate_calibration(1, seed=2, methods=methods, floor=floor, task=task,
+                                  dct_factors=(1.5, 3.0), progress=False, **SMALL)
+    baseline = "bicubic" if task == "upsample" else "biharmonic"
+    with_dct = "DCT-F+bicubic" if task == "upsample" else "biharmonic+DCT-F"
+    classical = ([] if task == "upsample" else [NOISY]) + [baseline, with_dct]
+    assert result.methods == classical + [f"pympisr:tiny-{task}", "perfect"]
+    assert result.references == classical and result.task == task
+    rows = {(r["bin"], r["method"]): r for r in result.summary() if r["stratum"] == "all"}
+    high = [b for b in ("0.1-0.3", "0.3-1", ">1") if (b, baseline) in rows]
+    assert high, "no high-noise bin populated"
+    for label in high:  # denoising the measurement helps the spline / biharmonic
+        assert rows[(label, with_dct)]["psnr"] > rows[(label, baseline)]["psnr"] + 2
+    for label in {b for b, _ in rows}:
+        assert rows[(label, "perfect")]["ssim"] == pytest.approx(1.0)
+        assert result.factors[with_dct][label] in (1.5, 3.0)
+    acc = {(a["bin"], a["method"]): a for a in result.acceptance() if a["stratum"] == "all"}
+    assert {m for _, m in acc} == {f"pympisr:tiny-{task}", "perfect"}
+    assert all(a["passes"] for (_, m), a in acc.items() if m == "perfect")
+    for (label, method), a in acc.items():
+        best = max(rows[(label, m)]["psnr"] for m in classical)
+        assert a["margin_db"] == pytest.approx(rows[(label, method)]["psnr"] - best)
+    table = markdown_tables(result)
+    assert "| rel. noise | n | " + " | ".join(result.methods) + " |" in table
+    if task == "inpaint":  # scores over the corrupted positions, judged there too
+        assert "corrupted positions only" in table
+        for label in {b for b, _ in rows}:  # filling beats zeros, by far at low noise
+            gain = 10 if label in BIN_LABELS[:3] else 0
+            assert (rows[(label, baseline)]["psnr_masked"]
+                    > rows[(label, NOISY)]["psnr_masked"] + gain)
+        assert all("margin_masked_db" in a for a in acc.values())
+
+
+def test_inpainting_baseline_fills_once_per_measurement(monkeypatch: pytest.MonkeyPatch) -> None:
+    task = get_task("inpaint", 2, mask_ratio=0.1, num_masks=1)
+    case = simulate_case(0, 1, (4.0, 12.0), task=task, **SMALL)
+    calls = []
+    original = task.baseline
+    monkeypatch.setattr(task, "baseline", lambda *a, **k: calls.append(1) or original(*a, **k))
+    plain = TaskBaseline(task)
+    outputs = [call_method(m, case.noisy, case.noise_std, case.mask)
+               for m in (plain, plain.with_factor(1.0), plain.with_factor(3.0))]
+    assert len(calls) == 1
+    np.testing.assert_array_equal(outputs[0].data[:, :, case.mask],
+                                  case.noisy.data[:, :, case.mask])  # measured samples kept
+    assert not np.array_equal(outputs[1].data, outputs[2].data)
+    with pytest.raises(ValueError, match="mask"):
+        plain(case.noisy, case.noise_std)
+
+
+def test_cli_calibration_super_resolution_and_wrong_models(tmp_path: Path, protocol_zoo: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    monkeypatch.setenv("PYMPISR_MODELS", str(protocol_zoo))
+    out = tmp_path / "acc"
+    args = ["evaluate", "--protocol", "calibration", "--task", "accelerate", "--scale", "2",
+            "--num-sms", "1", "--spf-range", "4,5", "--seed", "3", "--out", str(out)]
+    result = CliRunner().invoke(main, [*args, "--model", "tiny-accelerate"])
+    assert result.exit_code == 0, result.output
+    assert "| rel. noise | n | bicubic | DCT-F+bicubic | pympisr:tiny-accelerate |" in result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["settings"]["task"] == "accelerate"
+    assert metrics["settings"]["references"] == ["bicubic", "DCT-F+bicubic"]
+    assert set(metrics["dct_factors"]) == {"DCT-F+bicubic"}
+    wrong = CliRunner().invoke(main, [*args, "--model", "tiny-upsample", "--out",
+                                      str(tmp_path / "w")])
+    assert wrong.exit_code != 0 and "accelerate" in wrong.output
+    scaled = CliRunner().invoke(main, ["evaluate", "--protocol", "image", "--task", "denoise",
+                                       "--scale", "2", "--out", str(tmp_path / "s")])
+    assert scaled.exit_code != 0 and "--scale" in scaled.output

@@ -218,3 +218,22 @@ def test_source_noise_with_simulation_noise_source() -> None:
     assert y.shape == x.shape and y.dtype == np.complex64
     rms = np.sqrt(np.mean(np.abs(y) ** 2, axis=(1, 2, 3)) / 2)
     np.testing.assert_allclose(rms, [0.05, 0.2], rtol=1e-5)
+
+
+def test_meander_probability_is_respected() -> None:
+    """About half of the elementary masks follow a meander path (paper: probability
+    0.5), the others a raster path; draws only one of them explains are counted."""
+    op = InpaintingMask(0.3, 2, permute_axes=False)
+    rng = np.random.default_rng(11)
+    counts = {False: 0, True: 0}
+    for _ in range(300):
+        paths = _robot_paths_with_one_run(op.sample_single((12, 10), rng))
+        kinds = {meander for perm, meander in paths if perm == (0, 1)}
+        if len(kinds) == 1:
+            counts[kinds.pop()] += 1
+    share = counts[True] / (counts[True] + counts[False])
+    assert counts[True] + counts[False] > 150
+    assert 0.4 < share < 0.6
+    never = InpaintingMask(0.3, 2, permute_axes=False, meander_prob=0.0)
+    assert all(((0, 1), False) in _robot_paths_with_one_run(never.sample_single((12, 10), rng))
+               for _ in range(20))

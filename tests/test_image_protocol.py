@@ -12,12 +12,14 @@ import pytest
 from click.testing import CliRunner
 
 from pympisr import SystemMatrix
-from pympisr.calibration_protocol import DCT, NOISY, NoiseFloor, dct_method, noisy_method
+from pympisr.calibration_protocol import (DCT, NOISY, NoiseFloor, default_methods, dct_method,
+                                          noisy_method)
 from pympisr.cli import main
 from pympisr.image_protocol import (evaluate_images, image_metrics, markdown_tables,
                                     simulate_image_case, write_image_results)
+from pympisr.tasks import get_task
 
-from test_calibration_protocol import identity_onnx
+from test_calibration_protocol import identity_onnx, protocol_zoo  # noqa: F401 - fixture
 
 SMALL = dict(grid_range=(12, 16))
 
@@ -118,3 +120,67 @@ def test_write_results_and_cli_refuses_overwrite(tmp_path: Path) -> None:
     assert metrics["protocol"] == "image" and metrics["settings"]["snr_mode"] == "mpifiles"
     again = CliRunner().invoke(main, args)
     assert again.exit_code != 0 and "exist" in again.output
+
+
+def test_super_resolution_case_and_table(protocol_zoo: Path,  # noqa: F811 - fixture
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYMPISR_MODELS", str(protocol_zoo))
+    floor = NoiseFloor(fraction_range=(3e-3, 3e-3))
+    case = simulate_image_case(0, 6, (4.0, 12.0), floor, snr_mode="true", min_threshold=3.0,
+                               task="upsample", **SMALL)
+    rules = get_task("upsample", 2, 2)
+    assert case.noisy.data.shape[3:] == rules.input_grid(case.clean.data.shape[3:])
+    assert case.phantoms.shape[1:] == case.clean.data.shape[2:]  # phantoms on the fine grid
+    key = hashlib.sha1(case.noisy.data.tobytes()).hexdigest()
+
+    def perfect(sm: SystemMatrix, noise_std: np.ndarray) -> SystemMatrix:
+        assert hashlib.sha1(sm.data.tobytes()).hexdigest() == key
+        return case.clean.replace(data=case.clean.data.copy())
+
+    methods = default_methods(["tiny-upsample"], task="upsample") | {"perfect": perfect}
+    result = evaluate_images(1, seed=6, floor=floor, snr_mode="true", thresholds=(3.0,),
+                             lambdas=(0.0, 1e-2), methods=methods, task="upsample",
+                             progress=False, **SMALL)
+    assert result.methods == ["bicubic", "DCT-F+bicubic", "pympisr:tiny-upsample", "perfect",
+                              "clean"]
+    assert result.base == "bicubic" and result.rival == "DCT-F+bicubic"
+    assert result.restored == ["pympisr:tiny-upsample", "perfect"]
+    rows = {(r["lambda"], r["method"]): r for r in result.summary() if r["stratum"] == "all"}
+    for lam in (0.0, 0.01):
+        for metric in ("corr", "psnr", "ssim"):
+            assert rows[(lam, "perfect")][metric] == pytest.approx(rows[(lam, "clean")][metric])
+    comp = {(c["lambda"], c["method"]): c for c in result.comparison() if c["stratum"] == "all"}
+    assert {m for _, m in comp} == {"DCT-F+bicubic", "pympisr:tiny-upsample", "perfect", "clean"}
+    bicubic = [r["corr"] for r in result.records if r["lambda"] == 0.01 and r["method"] == "bicubic"]
+    perfect_corr = [r["corr"] for r in result.records
+                    if r["lambda"] == 0.01 and r["method"] == "perfect"]
+    assert comp[(0.01, "perfect")]["worst_drop"] == pytest.approx(
+        min(np.subtract(perfect_corr, bicubic)))
+    assert comp[(0.01, "perfect")]["beats_dct"] == (
+        rows[(0.01, "perfect")]["corr"] > rows[(0.01, "DCT-F+bicubic")]["corr"])
+    table = markdown_tables(result)
+    assert "Image protocol (upsample x2)" in table and "corr(method) - corr(bicubic)" in table
+    assert "| perfect > DCT-F+bicubic |" in table
+
+
+def test_cli_image_inpainting(tmp_path: Path, protocol_zoo: Path,  # noqa: F811 - fixture
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYMPISR_MODELS", str(protocol_zoo))
+    out = tmp_path / "img"
+    result = CliRunner().invoke(main, [
+        "evaluate", "--protocol", "image", "--task", "inpaint", "--model", "tiny-inpaint",
+        "--num-sms", "1", "--spf-range", "4,5", "--seed", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert ("| corr noisy | corr biharmonic | corr biharmonic+DCT-F | corr pympisr:tiny-inpaint "
+            "| corr clean |") in result.output
+    with open(out / "image_comparison.csv") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["stratum"] == "all"]
+    # drops are measured against biharmonic inpainting; the corrupted SM is a reference
+    assert {r["method"] for r in rows} == {"noisy", "biharmonic+DCT-F", "pympisr:tiny-inpaint",
+                                           "clean"}
+    by = {(r["threshold"], r["lambda"], r["method"]): r for r in rows}
+    worse = [float(r["corr_noisy"]) < float(r["corr_clean"]) for r in by.values()]
+    assert sum(worse) > len(worse) / 2  # 10 % corrupted positions hurt the images
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["settings"]["task"] == "inpaint"
+    assert metrics["settings"]["base"] == "biharmonic"

@@ -184,3 +184,34 @@ def test_stride_loss_crops_the_networks_sn_prediction() -> None:
                                                                          batch)))
     with pytest.raises(ValueError, match="smaller"):
         task.loss(pred[:, :, :8, :8], batch)
+
+
+def test_inpaint_with_an_automatic_mask(zoo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """mask="auto": the detector finds spiked positions, the provenance says so, the
+    flagged positions are filled by the model (the untrained test model's values, not the
+    spikes) and the others stay within the noise of the measurement."""
+    from pympisr.simulation.corruptions import corrupt_system_matrix
+    from pympisr.simulation.system_matrix import simulate_system_matrix
+
+    monkeypatch.setenv("PYMPISR_MODELS", str(zoo))
+    clean = simulate_system_matrix(seed=3, dims=2, grid=(16, 14, 1))
+    rng = np.random.default_rng(0)
+    sigma = 1e-3 * float(np.abs(clean.data).max())
+    noisy = clean.data + sigma * (rng.standard_normal(clean.data.shape)
+                                  + 1j * rng.standard_normal(clean.data.shape))
+    bad = corrupt_system_matrix(clean.replace(data=noisy.astype(np.complex64)), sigma, rng,
+                                counts={"spike": 4})
+    restored = restore_system_matrix(bad.sm, task="inpaint", model="test-inpaint",
+                                     noise=sigma, mask="auto", progress=False)
+    mask = restored.metadata["/_pympisr/restoration/mask"].astype(bool)
+    assert restored.metadata["/_pympisr/restoration/maskSource"].startswith("auto")
+    spikes = ~bad.valid
+    assert np.all(~mask[spikes])  # every spike flagged
+    assert not np.allclose(restored.data[..., spikes], bad.sm.data[..., spikes])
+    kept = np.abs(restored.data - bad.sm.data)[..., mask]
+    assert np.sqrt(np.mean(kept ** 2)) <= 1.5 * np.sqrt(2) * sigma
+
+
+def test_unknown_method_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="method must be one of"):
+        restore_system_matrix(_sm(), method="magic", progress=False)

@@ -23,7 +23,13 @@ __all__ = ["command"]
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Dataset seed.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Worker processes [default: CPU count].")
+              help="Worker processes [default: CPU count]; with --scheduler local, the "
+              "local dask cluster's worker processes.")
+@click.option("--scheduler", default=None, metavar="ADDRESS|local",
+              help="Distribute the simulations over a dask.distributed cluster: a "
+              "scheduler address (tcp://host:8786; start workers with `dask worker "
+              "ADDRESS --nthreads 1`), or 'local' for a local cluster on 127.0.0.1. Items "
+              "are written here, byte-identical to a run without it. Needs dask[distributed].")
 @click.option("--grid-max", type=click.IntRange(min=2), default=None,
               help="Cap the sampled grid size per axis (faster data for CPU training).")
 @click.option("--model", type=click.Choice(["anisotropy", "langevin"]), default="anisotropy",
@@ -39,7 +45,7 @@ __all__ = ["command"]
               help="lo,hi: clip of the grid size per axis [default: 12,30].")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def command(dims: str, train: int, val: int, test: int, out: str, seed: int,
-            workers: int | None, grid_max: int | None, model: str,
+            workers: int | None, scheduler: str | None, grid_max: int | None, model: str,
             max_components: int | None, threshold: float,
             spf_range: tuple[float, float] | None, grid_range: tuple[float, float] | None,
             no_progress: bool) -> None:
@@ -47,6 +53,7 @@ def command(dims: str, train: int, val: int, test: int, out: str, seed: int,
 
     Each item stores only the frequency components that carry signal (see
     pympisr.simulation.generate); rerunning after an interruption completes the dataset.
+    With --scheduler the simulations run on a dask cluster (same items, byte for byte).
     """
     from ..atomic import check_output_path
     from ..simulation.generate import SelectionRule, default_rule, generate_dataset
@@ -62,6 +69,6 @@ def command(dims: str, train: int, val: int, test: int, out: str, seed: int,
                                               ("grid", grid_range)) if value is not None}
     info = generate_dataset(out, dims=d, splits=splits, seed=seed, workers=workers,
                             grid_max=grid_max, model=model, rule=rule, ranges=ranges or None,
-                            progress=not no_progress)
+                            scheduler=scheduler, progress=not no_progress)
     click.echo(f"{out}: {sum(info['splits'].values())} system matrices "
                f"({', '.join(f'{k} {v}' for k, v in info['splits'].items())})")

@@ -1,4 +1,8 @@
-"""``pympisr train CONFIG.toml [--resume]``: train a restoration network."""
+"""``pympisr train CONFIG.toml [--resume]``: train a restoration network.
+
+Under ``torchrun`` (``torchrun --nproc_per_node N -m pympisr train CONFIG.toml``) the N
+processes train one model data-parallel (:mod:`pympisr.training.distributed`).
+"""
 
 from __future__ import annotations
 
@@ -26,8 +30,12 @@ def command(config: Path, resume: bool, data_root: Path | None, output_dir: Path
 
     Writes OUTPUT_DIR/last.pt, best.pt (lowest validation loss, EMA weights),
     history.json and loss.png. Export a checkpoint with `pympisr export`.
+    Launched by torchrun, the processes train data-parallel (train.batch_size is the
+    global batch; rank 0 writes the files).
     """
     from ..training import Trainer, load_config
+    from ..training.distributed import DistributedContext, process_group
+    from ..training.precision import select_device
 
     cfg = load_config(config)
     if data_root is not None:
@@ -43,8 +51,12 @@ def command(config: Path, resume: bool, data_root: Path | None, output_dir: Path
     if last.exists() and not resume:
         raise click.ClickException(f"{last} exists: pass --resume to continue that run, "
                                    "or choose another --output-dir")
-    trainer = Trainer(cfg, progress=not quiet)
-    result = trainer.fit(resume=resume)
+    context = DistributedContext.from_environment()
+    with process_group(context, select_device(cfg.train.device, context.local_rank)):
+        trainer = Trainer(cfg, progress=not quiet, distributed=context)
+        result = trainer.fit(resume=resume)
+    if not context.is_main:
+        return
     if result.steps_run == 0 and result.finished:
         click.echo(f"{cfg.experiment.name}: already finished at step {result.step} "
                    f"(train.steps = {cfg.train.steps}); nothing to train. Raise --steps to "

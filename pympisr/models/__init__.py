@@ -12,6 +12,13 @@ Architecture modules are imported below, explicitly, so that they register thems
 from __future__ import annotations
 
 from . import dncnn  # noqa: F401  (registers DnCNN sizes)
+from . import pconv_unet  # noqa: F401  (registers PConvUNet sizes)
+from . import rdn  # noqa: F401  (registers RDN sizes)
+from . import smrnet  # noqa: F401  (registers SMRnet sizes)
+from . import srcnn  # noqa: F401  (registers SRCNN sizes)
+from . import swinir  # noqa: F401  (registers SwinIR sizes)
+from . import transms  # noqa: F401  (registers TranSMS sizes)
+from . import vdsr  # noqa: F401  (registers VDSR sizes)
 from .dncnn import DnCNN
 from .registry import ModelSpec, available_models, build_model, model_spec, register
 

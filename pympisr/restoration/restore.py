@@ -86,8 +86,8 @@ def _grid_mask(mask: Any, sm: SystemMatrix) -> tuple[np.ndarray, str]:
     if isinstance(mask, str) and mask == "auto":
         from .detect import detect_corrupted
         found = detect_corrupted(sm)
-        flagged = int(np.count_nonzero(~found.mask))
-        return (np.asarray(found.mask, dtype=bool).reshape(sm.data.shape[2:]),
+        flagged = int(np.count_nonzero(~found.valid))
+        return (np.asarray(found.valid, dtype=bool).reshape(sm.data.shape[2:]),
                 f"auto (detect_corrupted, threshold {found.threshold:g}, "
                 f"{flagged} positions flagged)")
     source = "given"

@@ -29,6 +29,18 @@ Parallelism and resuming
     half-written. Workers die with the main process, even when it is killed with
     SIGKILL: on Linux the kernel signals them (``prctl(PR_SET_PDEATHSIG)``), and on every
     system a watchdog thread in each worker exits when its parent process is gone.
+
+Distributed generation (dask.distributed)
+    With ``scheduler`` (``pympisr dataset --scheduler ADDRESS`` or ``--scheduler local``)
+    items are simulated as dask tasks on the cluster's workers and sent back to this
+    process, which writes each one with the same atomic writer. The output folder
+    therefore needs to exist only here (no shared file system), the item bytes are those
+    of the local path (same parameters, same simulation code, same writer; workers must
+    run the same pympisr, numpy and numba versions), and resuming works as above. At most
+    twice as many items as the cluster has worker threads are in flight, so memory stays
+    bounded for large 3D items. ``"local"`` starts a :class:`distributed.LocalCluster` of
+    ``workers`` single-threaded processes on 127.0.0.1 for the run. dask is imported only
+    when a scheduler is given.
 """
 
 from __future__ import annotations
@@ -53,7 +65,7 @@ import numpy as np
 
 from ..atomic import atomic_output, ensure_directory, remove_stale_temporaries
 from ..datasets.store import DatasetItem, item_path, json_default, read_dataset_info, write_item
-from ..errors import DatasetError, InvalidInputError
+from ..errors import DatasetError, InvalidInputError, OptionalDependencyError
 
 __all__ = ["SelectionRule", "generate_dataset", "item_seed", "simulate_item"]
 
@@ -151,18 +163,110 @@ def simulate_item(params, rule: SelectionRule) -> DatasetItem:
         grid=params.grid, fov=params.fov, center=params.center, params=meta)
 
 
-def _make_item(task: tuple) -> tuple[str, int, float]:
-    root, split, index, seed, dims, model, grid_max, rule, ranges = task
-    start = time.perf_counter()
+def _simulate_task(task: tuple) -> DatasetItem:
+    """The item of one generation task (``(root, split, index, seed, dims, model,
+    grid_max, rule, ranges)``), not written."""
+    _, split, index, seed, dims, model, grid_max, rule, ranges = task
     params = item_parameters(seed, split, index, dims=dims, model=model, grid_max=grid_max,
                              ranges=ranges)
-    item = simulate_item(params, rule)
-    path = item_path(root, split, index)
+    return simulate_item(params, rule)
+
+
+def _store_item(task: tuple, item: DatasetItem) -> None:
+    """Write the item of ``task`` atomically (an existing file is left as it is)."""
+    root, split, index = task[:3]
     try:
-        write_item(path, item)
+        write_item(item_path(root, split, index), item)
     except FileExistsError:
         pass  # finished meanwhile by another run: identical by determinism
-    return split, index, time.perf_counter() - start
+
+
+def _make_item(task: tuple) -> tuple[str, int, float]:
+    start = time.perf_counter()
+    _store_item(task, _simulate_task(task))
+    return task[1], task[2], time.perf_counter() - start
+
+
+def _simulate_on_dask_worker(task: tuple) -> DatasetItem:
+    """Dask task: simulate one item single-threaded (as a local worker process does)."""
+    from .system_matrix import configure_threads
+
+    configure_threads(1)
+    return _simulate_task(task)
+
+
+DASK_CONNECT_TIMEOUT_S = 30
+DASK_WORKER_WAIT_S = 120
+DASK_INSTALL = "pip install 'dask[distributed]'  (or: pip install 'pympisr[dev]')"
+
+
+def _dask_client(scheduler: str, workers: int | None) -> tuple[Any, Any]:
+    """``(client, local cluster or None)`` for ``scheduler`` (an address or "local")."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise OptionalDependencyError(
+            f"scheduler {scheduler!r}: distributed generation needs dask.distributed, "
+            f"which is not installed ({exc}); install it with: {DASK_INSTALL}") from exc
+    if scheduler == "local":
+        import logging
+
+        cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1,
+                               threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address=None, silence_logs=logging.CRITICAL)
+        try:
+            return Client(cluster), cluster
+        except BaseException:
+            cluster.close()
+            raise
+    try:
+        return Client(scheduler, timeout=DASK_CONNECT_TIMEOUT_S), None
+    except (OSError, ValueError, TypeError) as exc:
+        raise InvalidInputError(f"scheduler {scheduler!r}: cannot connect to a dask "
+                                f"scheduler ({exc})") from exc
+
+
+def _run_on_dask(tasks: list[tuple], scheduler: str, workers: int | None,
+                 on_done: Any) -> None:
+    """Simulate ``tasks`` on a dask cluster and write each item here as it arrives;
+    ``on_done()`` is called after each write."""
+    client, cluster = _dask_client(scheduler, workers)
+    from dask.distributed import as_completed
+
+    try:
+        try:
+            client.wait_for_workers(1, timeout=DASK_WORKER_WAIT_S)
+        except (TimeoutError, OSError) as exc:
+            raise InvalidInputError(f"scheduler {scheduler!r}: no dask worker connected "
+                                    f"within {DASK_WORKER_WAIT_S} s") from exc
+        window = max(4, 2 * sum(client.nthreads().values()))
+        queue = iter(tasks)
+        in_flight: dict[Any, tuple] = {}
+        done = as_completed()
+
+        def submit_next() -> None:
+            task = next(queue, None)
+            if task is not None:
+                future = client.submit(_simulate_on_dask_worker, task, pure=False)
+                in_flight[future] = task
+                done.add(future)
+
+        for _ in range(window):
+            submit_next()
+        try:
+            for future in done:
+                task = in_flight.pop(future)
+                _store_item(task, future.result())
+                future.release()
+                on_done()
+                submit_next()
+        except BaseException:
+            client.cancel(list(in_flight))
+            raise
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -238,6 +342,7 @@ def generate_dataset(out: str | os.PathLike[str], *, dims: int = 2,
                      workers: int | None = None, grid_max: int | None = None,
                      model: str = "anisotropy", rule: SelectionRule | None = None,
                      ranges: dict[str, Any] | None = None,
+                     scheduler: str | None = None,
                      progress: bool = True) -> dict[str, Any]:
     """Generate (or complete) a dataset in ``out``; returns the ``dataset.json`` content.
 
@@ -248,11 +353,15 @@ def generate_dataset(out: str | os.PathLike[str], *, dims: int = 2,
     splits: items per split, e.g. ``{"train": 1000, "val": 300, "test": 300}``.
     seed: dataset seed (item seeds derive from it, see :func:`item_seed`).
     workers: processes (default: CPU count); 1 runs in this process with all threads.
+        With ``scheduler="local"``: worker processes of the local dask cluster.
     grid_max: cap on the sampled grid size per axis (faster data for CPU training).
     model: "anisotropy" (paper) or "langevin".
     rule: component selection (default :func:`default_rule`).
     ranges: sampler ranges replacing some of ``SAMPLER_RANGES`` (e.g.
         ``{"samples_per_fwhm": (4, 60), "grid": (12, 44)}``); recorded in dataset.json.
+    scheduler: None (local worker processes), a dask scheduler address
+        (``"tcp://host:8786"``) or ``"local"`` (a dask cluster on 127.0.0.1 for this run);
+        see the module docstring. The items are the same, byte for byte.
     progress: show a tqdm progress bar.
     """
     from tqdm import tqdm
@@ -275,6 +384,13 @@ def generate_dataset(out: str | os.PathLike[str], *, dims: int = 2,
         raise InvalidInputError(f"workers must be >= 1, got {workers}")
     if int(seed) < 0:
         raise InvalidInputError(f"seed must be >= 0, got {seed}")
+    if scheduler is not None and (not isinstance(scheduler, str) or not scheduler.strip()):
+        raise InvalidInputError(f"scheduler must be a dask scheduler address or 'local', "
+                                f"got {scheduler!r}")
+    if scheduler is not None and scheduler.strip() != "local" and workers is not None:
+        raise InvalidInputError(f"scheduler {scheduler!r}: workers applies only to the "
+                                "local cluster (scheduler 'local'); the workers of a remote "
+                                "cluster are started with `dask worker ADDRESS`")
     rule = rule or default_rule(dims)
     root = ensure_directory(out, purpose="dataset folder")
     info = {"dims": dims, "seed": int(seed), "model": model, "grid_max": grid_max,
@@ -303,11 +419,15 @@ def generate_dataset(out: str | os.PathLike[str], *, dims: int = 2,
 
     if model == "anisotropy" and tasks:
         anisotropy_table()  # build the disk cache once before workers start
-    workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
     bar = tqdm(total=total, initial=done, desc=f"{dims}D system matrices", unit="SM",
                disable=not progress)
+    if scheduler is None:
+        workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
     try:
-        if workers == 1 or len(tasks) <= 1:
+        if scheduler is not None:
+            if tasks:
+                _run_on_dask(tasks, scheduler.strip(), workers, lambda: bar.update(1))
+        elif workers == 1 or len(tasks) <= 1:
             for task in tasks:
                 _make_item(task)
                 bar.update(1)

@@ -3,7 +3,9 @@
 * :mod:`.data`: component dataset; samples are built by the task (:mod:`pympisr.tasks`);
 * :mod:`.losses`: L1 on valid pixels, weighted L1 for inpainting;
 * :mod:`.config`: TOML experiment configs;
-* :mod:`.trainer`: Adam + multi-step schedule, EMA, AMP on CUDA, checkpoints/resume.
+* :mod:`.trainer`: Adam + multi-step schedule, EMA, AMP on CUDA, checkpoints/resume;
+* :mod:`.precision`: device choice, bfloat16/float16 autocast on GPUs;
+* :mod:`.distributed`: data-parallel training of one model by torchrun processes (DDP).
 
 ``pympisr train CONFIG.toml`` runs an experiment from the command line.
 """

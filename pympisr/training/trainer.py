@@ -2,8 +2,10 @@
 
 Adam with a multi-step learning-rate schedule, an exponential moving average (EMA) of the
 weights (the EMA weights are validated, kept as "best" and exported), mixed precision on
-CUDA only (float16 autocast + gradient scaling; CPU runs in float32), checkpoints with
-exact resume, a tqdm progress bar and a loss-curve figure.
+CUDA only (bfloat16 autocast where the GPU supports it, else float16 with gradient
+scaling; CPU runs in float32, see :mod:`.precision`), checkpoints with exact resume, a
+tqdm progress bar and a loss-curve figure. Several processes launched by ``torchrun``
+train one model data-parallel (:mod:`.distributed`); rank 0 writes the files.
 
 Files in ``output_dir``:
 
@@ -34,12 +36,15 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_output
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..models import build_model, model_spec
 from ..models.conditioning import run_network
 from ..models.warm_start import load_onnx_convolutions
 from .config import TrainingConfig
 from .data import ComponentDataset, StepBatchSampler, dataset_description
+from .distributed import (DistributedContext, ShardedBatchSampler, agree, barrier,
+                          combine_loss, prepare_model, wrap_model)
+from .precision import select_device, training_precision
 
 __all__ = ["EMA", "TrainResult", "Trainer", "load_checkpoint", "model_from_checkpoint"]
 
@@ -83,12 +88,7 @@ class TrainResult:
     best_checkpoint: Path
     finished: bool
     steps_run: int = 0
-
-
-def _select_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    train_time_s: float = 0.0  # in training steps of this call (no validation/checkpoints)
 
 
 class Trainer:
@@ -99,17 +99,25 @@ class Trainer:
     config:
         The experiment.
     progress:
-        Show a tqdm progress bar.
+        Show a tqdm progress bar (rank 0 only).
+    distributed:
+        This process's place in a data-parallel run (default: a single process); the
+        process group must be joined already (:func:`.distributed.process_group`).
     """
 
-    def __init__(self, config: TrainingConfig, *, progress: bool = True) -> None:
+    def __init__(self, config: TrainingConfig, *, progress: bool = True,
+                 distributed: DistributedContext | None = None) -> None:
         self.config = config
-        self.progress = progress
+        self.dist = distributed or DistributedContext()
+        self.progress = progress and self.dist.is_main
         self.output_dir = Path(config.experiment.output_dir)
         cfg = config
+        if cfg.train.batch_size % self.dist.world_size:
+            raise ConfigError(f"train.batch_size = {cfg.train.batch_size} is not a multiple "
+                              f"of the {self.dist.world_size} training processes")
         torch.set_num_threads(cfg.train.threads)
-        self.device = _select_device(cfg.train.device)
-        self.use_amp = cfg.train.amp and self.device.type == "cuda"
+        self.device = select_device(cfg.train.device, self.dist.local_rank)
+        self.precision = training_precision(self.device, cfg.train.amp)
         options = cfg.sample_options()
         self.task = cfg.make_task()
         self.train_set = ComponentDataset(cfg.data.root, cfg.data.train_split, options,
@@ -126,14 +134,15 @@ class Trainer:
         self.model = build_model(cfg.model.name, **self.model_options)
         if cfg.model.init_from:
             load_onnx_convolutions(self.model, cfg.model.init_from)
-        self.model = self.model.to(self.device)
+        self.model = prepare_model(self.model.to(self.device), self.device, self.dist)
+        self.train_model = wrap_model(self.model, self.device, self.dist)
         self.ema = EMA(self.model, cfg.ema.decay) if cfg.ema.enabled else None
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.optimizer.lr,
                                           betas=tuple(cfg.optimizer.betas),
                                           weight_decay=cfg.optimizer.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, milestones=list(cfg.schedule.milestones), gamma=cfg.schedule.gamma)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision.loss_scaling)
         self.step = 0
         self.elapsed_s = 0.0
         self.history: dict[str, list[list[float]]] = {"train": [], "val": [], "lr": []}
@@ -193,7 +202,8 @@ class Trainer:
             self.ema.model.load_state_dict(ckpt["ema_state_dict"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.scaler.load_state_dict(ckpt["scaler"])
+        if ckpt["scaler"]:  # empty when saved without loss scaling (CPU, bfloat16)
+            self.scaler.load_state_dict(ckpt["scaler"])
         self.step = int(ckpt["step"])
         self.elapsed_s = float(ckpt["elapsed_s"])
         self.history = ckpt["history"]
@@ -216,7 +226,7 @@ class Trainer:
         total = identity = weight = 0.0
         for batch in loader:
             batch = {k: v.to(self.device) for k, v in batch.items()}
-            with torch.autocast(self.device.type, enabled=self.use_amp):
+            with self.autocast():
                 pred = self.forward(model, batch)
             n = float(batch["valid"].sum())
             total += float(self.task.loss(pred.float(), batch)) * n
@@ -225,6 +235,11 @@ class Trainer:
                 else math.nan
             weight += n
         return total / weight, identity / weight
+
+    def autocast(self) -> torch.autocast:
+        """The autocast context of forward passes (:mod:`.precision`)."""
+        return torch.autocast(self.device.type, dtype=self.precision.dtype,
+                              enabled=self.precision.autocast)
 
     @staticmethod
     def forward(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -239,6 +254,8 @@ class Trainer:
         sampler = StepBatchSampler(len(self.train_set), cfg.batch_size,
                                    seed=self.config.experiment.seed,
                                    num_steps=cfg.steps, start_step=self.step)
+        if self.dist.enabled:
+            sampler = ShardedBatchSampler(sampler, self.dist)
         loader = self._loader(self.train_set, batch_sampler=sampler)
         self.model.train()
         running: list[float] = []
@@ -249,15 +266,19 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.progress,
                    desc=self.config.experiment.name, unit="step")
         finished = True
+        train_time = 0.0
+        step_start = time.perf_counter()
         for batch in loader:
             batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-            with torch.autocast(self.device.type, enabled=self.use_amp):
-                pred = self.forward(self.model, batch)
-            loss = self.task.loss(pred.float(), batch)
+            with self.autocast():
+                pred = self.forward(self.train_model, batch)
+            loss = objective = self.task.loss(pred.float(), batch)
+            if self.dist.enabled:
+                loss, objective = combine_loss(loss, batch["valid"].sum(), self.dist)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite training loss at step {self.step}")
             self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
+            self.scaler.scale(objective).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
@@ -274,8 +295,11 @@ class Trainer:
                 self.history["lr"].append([self.step, self.scheduler.get_last_lr()[0]])
                 bar.set_postfix(loss=f"{train_loss:.4f}", val=f"{val_loss:.4f}")
             out_of_time = cfg.max_minutes > 0 and self.elapsed_s >= 60 * cfg.max_minutes
+            if self.dist.enabled:
+                out_of_time = agree(out_of_time, self.device)
+            train_time += time.perf_counter() - step_start
             last = self.step == cfg.steps or out_of_time
-            if self.step % cfg.val_every == 0 or last:
+            if (self.step % cfg.val_every == 0 or last) and self.dist.is_main:
                 val_loss, self.val_identity = self.validate()
                 self.model.train()
                 self.history["val"].append([self.step, val_loss])
@@ -283,13 +307,15 @@ class Trainer:
                     self.best_val = val_loss
                     self.save(self.best_path)
                 self.plot_history()
-            if self.step % cfg.checkpoint_every == 0 or last:
+            if (self.step % cfg.checkpoint_every == 0 or last) and self.dist.is_main:
                 self.save(self.last_path)
                 self.write_history()
+            step_start = time.perf_counter()
             if out_of_time and self.step < cfg.steps:
                 finished = False
                 break
         bar.close()
+        barrier(self.dist)  # the others return once rank 0 has written its files
         if running:
             train_loss = float(np.mean(running))
         elif math.isnan(train_loss) and self.history["train"]:
@@ -299,7 +325,7 @@ class Trainer:
                            best_val_loss=self.best_val, val_identity_loss=self.val_identity,
                            elapsed_s=self.elapsed_s, last_checkpoint=self.last_path,
                            best_checkpoint=self.best_path, finished=finished,
-                           steps_run=self.step - first_step)
+                           steps_run=self.step - first_step, train_time_s=train_time)
 
     # ---------------------------------------------------------------- reporting
     def write_history(self) -> None:

@@ -1,0 +1,115 @@
+"""Fitting the simulator to a system matrix (pympisr.fitting)."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from pympisr.errors import InvalidInputError
+from pympisr.fitting import ParameterSpace, fit, nominal_geometry
+from pympisr.simulation.mismatch import state_geometry
+from pympisr.simulation.parameters import SimulationParameters
+from pympisr.simulation.system_matrix import simulate_system_matrix
+
+TRUTH = SimulationParameters(
+    dims=2, grid=(16, 14, 1), fov=(0.021, 0.019, 0.0013), center=(0.0004, -0.0003, 0.0),
+    model="anisotropy", diameter=21e-9, anisotropy=2500.0, easy_axis=(0.0, 0.0, 1.0),
+    fluid=True, gamma=1.2, drive_amplitude=(0.011, 0.010, 0.0), gradient=(1.1, 1.0, -2.1))
+
+
+def noisy_stated(snr: float, seed: int = 0):
+    """Simulated SM with white noise (std = peak / snr) and a stated geometry with
+    errors of up to 4 % (gradient, drive) and 2 % of the FOV (centre)."""
+    rng = np.random.default_rng(seed)
+    clean = simulate_system_matrix(TRUTH, max_frequency=400e3)
+    sigma = float(np.abs(clean.data).max()) / snr
+    noise = rng.standard_normal(clean.data.shape) + 1j * rng.standard_normal(clean.data.shape)
+    sm, errors = state_geometry(clean.replace(data=clean.data + sigma * noise), rng,
+                                gradient_error=0.04, drive_error=0.04, center_error=0.02)
+    return sm, errors, sigma
+
+
+def gauge_truth(stated_drive: np.ndarray):
+    """The true gradient and drive in the fit's gauge (geometric mean of the drive
+    amplitudes held at the stated value; model docstring)."""
+    c = np.exp(np.mean(np.log(TRUTH.drive_amplitude[:2] / stated_drive[:2])))
+    return TRUTH.gradient[:2] / c, TRUTH.drive_amplitude[:2] / c
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    sm, errors, sigma = noisy_stated(snr=30)
+    result = fit(sm, noise=sigma, components=16, states=(True,), max_nfev=25,
+                 progress=False)
+    return sm, errors, result
+
+
+def test_fit_recovers_perturbed_geometry(fitted):
+    sm, errors, result = fitted
+    nominal = nominal_geometry(sm)
+    assert np.max(np.abs(errors["gradient"][:2])) > 0.01  # the start really is off
+    gradient, drive = gauge_truth(nominal.drive_amplitude)
+    assert np.allclose(result.values["gradient"][:2], gradient, rtol=0.01)
+    assert np.allclose(result.values["drive_amplitude"][:2], drive, rtol=0.01)
+    center_error = (result.values["center"][:2] - TRUTH.center[:2]) / TRUTH.fov[:2]
+    assert np.all(np.abs(center_error) < 0.02)
+    assert np.all(np.abs(sm.center[:2] - TRUTH.center[:2]) / TRUTH.fov[:2]
+                  > np.abs(center_error))
+    # gauge-free quantities: the drive-field FOV 2 A / |G|
+    true_fov = 2 * TRUTH.drive_amplitude[:2] / np.abs(TRUTH.gradient[:2])
+    assert np.allclose(result.gauge_invariants["drive_fov"], true_fov, rtol=0.01)
+    assert result.fluid
+    assert np.all(np.isfinite(result.uncertainties["gradient"]))
+    assert np.median(result.relative_residual) < 0.5
+    assert "gradient[x]" in result.summary()
+
+
+def test_to_mdf_round_trip(fitted, tmp_path):
+    from pympisr.mdf.reader import load_system_matrix
+    from pympisr.mdf.validate import validate
+
+    _, _, result = fitted
+    path = result.to_mdf(tmp_path / "fitted.mdf")
+    assert validate(path) == []
+    loaded = load_system_matrix(path)
+    expected = simulate_system_matrix(result.parameters, frequencies=loaded.frequency_indices)
+    np.testing.assert_allclose(loaded.data, expected.data, rtol=1e-5, atol=1e-6 * np.abs(
+        expected.data).max())
+    with h5py.File(path, "r") as f:
+        assert f["/experiment/isSimulation"][()] == 1
+        record = json.loads(f["/_pympisr/fit/record"][()])
+        assert record["values"]["fluid"] is True
+        np.testing.assert_allclose(f["/_pympisr/simulation/gradient"][()],
+                                   result.values["gradient"])
+    with pytest.raises(FileExistsError):
+        result.to_mdf(path)
+    png = result.plot(tmp_path / "fit.png")
+    assert png.stat().st_size > 1000
+
+
+def test_missing_geometry_is_named():
+    sm, _, _ = noisy_stated(snr=100)
+    meta = {k: v for k, v in sm.metadata.items() if k != "/acquisition/gradient"}
+    with pytest.raises(InvalidInputError, match="/acquisition/gradient"):
+        fit(sm.replace(metadata=meta), progress=False)
+
+
+def test_parameter_space_round_trip():
+    sm, _, _ = noisy_stated(snr=100)
+    space = ParameterSpace(nominal_geometry(sm), fluid=False)
+    x = space.start(diameter=20e-9, anisotropy=1200.0, azimuth=0.3, polar=1.1)
+    x[:2] = [0.02, -0.01]
+    x[2] = 0.015
+    values = space.values(x)
+    nominal = space.nominal
+    assert np.allclose(values["gradient"][:2], nominal.gradient[:2] * np.exp([0.02, -0.01]))
+    # gauge: the drive amplitudes keep their geometric mean
+    assert np.isclose(np.prod(values["drive_amplitude"][:2]),
+                      np.prod(nominal.drive_amplitude[:2]))
+    assert np.isclose(values["diameter"], 20e-9) and np.isclose(values["anisotropy"], 1200.0)
+    assert np.isclose(np.linalg.norm(values["easy_axis"]), 1.0)
+    params = space.parameters(x)
+    assert params.fluid is False and params.grid == sm.grid
