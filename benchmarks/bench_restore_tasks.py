@@ -40,7 +40,7 @@ def reference_sm(dims: int, grid: tuple[int, int, int], bins: int):
     from pympisr.simulation.parameters import reference_parameters
     from pympisr.simulation.system_matrix import simulate_system_matrix
     return simulate_system_matrix(reference_parameters(dims, grid=grid),
-                                  frequencies=np.arange(1, bins + 1))
+                                  frequencies=np.arange(bins))
 
 
 def case_inputs(case: str, floor: float):

@@ -29,9 +29,11 @@ imaginary parts; positions outside the grid are left out of every median.
    * far, one prediction per side ``s = -1, +1`` along the slowest acquisition axis
      ``a`` (z for 3D grids, y for 2D): the median of the ``3^(d-1)`` positions at slow
      offset ``s * g`` and in-plane offsets in ``{-1, 0, 1}``, where
-     ``g = ceil(block_fraction * N_a)``. Those positions were measured at least
-     ``g * (steps per slice) >= block_fraction * P`` acquisition steps before (after)
-     ``p``, so a contiguous corrupted run of up to ``block_fraction * P`` positions
+     ``g = ceil((block_fraction * P + R) / T)``, ``T`` the acquisition steps per slice
+     and ``R`` those of the largest in-plane offset (1 in 2D, ``N_x + 1`` in 3D).
+     Those positions were measured at least ``g T - R >= block_fraction * P``
+     acquisition steps before (after) ``p``, so a contiguous corrupted run of up to
+     ``block_fraction * P`` positions
      never predicts its own interior; a drifting block is seen in full, not only at
      its edges.
 3. **z-scores.** Residual ``r_j(p) = y_j(p) - hat y_j(p)``; robust scale per component
@@ -447,7 +449,9 @@ def detect_corrupted(sm: SystemMatrix, *, threshold: float = DEFAULT_THRESHOLD,
     noise = sigma[pairs[:, 0], pairs[:, 1]]
 
     order = acquisition_order(shape, meander)
-    g = max(1, math.ceil(block_fraction * grid[0]))
+    stride = int(np.prod(grid[1:]))  # acquisition steps per slice of the slow axis
+    reach = grid[-1] + 1 if dims == 3 else 1  # steps of the largest in-plane offset
+    g = max(1, math.ceil((block_fraction * stride * grid[0] + reach) / stride))
     excluded = np.zeros(grid, dtype=bool)
     for _ in range(2):  # pass 2: flagged positions no longer predict others (step 7)
         evidence = _evidence_maps(parts, noise, dims, g, excluded, order, window, shape)
