@@ -24,13 +24,11 @@ Registered sizes (``n1``, ``n2``): ``"srcnn"`` 64, 32 (the paper's); ``"srcnn-sm
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from .data_consistency import build_data_consistency
-from .layers import check_dims, conv
+from .layers import conv
 from .registry import register
-from .upsampling import LR_GRIDS, interpolate_to_fine
+from .upsampling import InterpolateThenRefine
 
 __all__ = ["SRCNN"]
 
@@ -41,7 +39,7 @@ KERNEL_SIZES = (9, 1, 5)
 @register("srcnn", features=64, mapping_features=32)
 @register("srcnn-small", features=32, mapping_features=16)
 @register("srcnn-tiny", features=8, mapping_features=4)
-class SRCNN(nn.Module):
+class SRCNN(InterpolateThenRefine):
     """Interpolation followed by the three SRCNN convolutions (module docstring).
 
     Parameters
@@ -65,36 +63,17 @@ class SRCNN(nn.Module):
         radius factor.
     """
 
-    size_multiple = 1
-
     def __init__(self, dims: int = 2, in_channels: int = 2, scale_factor: int = 2,
                  features: int = 64, mapping_features: int = 32, lr_grid: str = "block",
                  noise_channel: bool = False, data_consistency: str | None = None,
                  dc_tolerance: float = 1.0) -> None:
         super().__init__()
-        self.dims = check_dims(dims)
-        if int(scale_factor) != scale_factor or scale_factor < 1:
-            raise ValueError(f"scale_factor must be a positive integer, got {scale_factor!r}")
-        if lr_grid not in LR_GRIDS:
-            raise ValueError(f"lr_grid must be one of {LR_GRIDS}, got {lr_grid!r}")
-        self.in_channels = in_channels
-        self.scale_factor = int(scale_factor)
-        self.lr_grid = lr_grid
-        self.noise_channel = bool(noise_channel)
         first, middle, last = KERNEL_SIZES
-        self.body = nn.Sequential(
-            conv(dims, in_channels + int(self.noise_channel), features, first),
-            nn.ReLU(inplace=True),
-            conv(dims, features, mapping_features, middle),
-            nn.ReLU(inplace=True),
+        channels = in_channels + int(noise_channel)
+        body = nn.Sequential(
+            conv(dims, channels, features, first), nn.ReLU(inplace=True),
+            conv(dims, features, mapping_features, middle), nn.ReLU(inplace=True),
             conv(dims, mapping_features, in_channels, last))
-        self.consistency = build_data_consistency(
-            data_consistency, self.scale_factor, dims, tolerance=dc_tolerance,
-            noise_channel=self.noise_channel)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` ``(B, in_channels [+ 1], *grid)`` -> ``(B, in_channels, *(s grid))``."""
-        out = self.body(interpolate_to_fine(x, self.scale_factor, self.lr_grid))
-        if self.consistency is not None:
-            out = self.consistency(out, x)
-        return out
+        self.setup(body, dims=dims, in_channels=in_channels, scale_factor=scale_factor,
+                   lr_grid=lr_grid, noise_channel=noise_channel,
+                   data_consistency=data_consistency, dc_tolerance=dc_tolerance)

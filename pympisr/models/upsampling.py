@@ -34,7 +34,7 @@ from torch import nn
 from .dense_blocks import activation
 from .layers import check_dims, conv
 
-__all__ = ["LR_GRIDS", "NearestConvUpsampler", "SubPixelUpsampler", "interpolate_to_fine",
+__all__ = ["LR_GRIDS", "InterpolateThenRefine", "NearestConvUpsampler", "SubPixelUpsampler", "interpolate_to_fine",
            "pixel_shuffle", "scale_steps"]
 
 LR_GRIDS = ("block", "stride")
@@ -134,3 +134,46 @@ def interpolate_to_fine(x: torch.Tensor, factor: int, lr_grid: str = "block") ->
     size = [n * factor + 1 for n in x.shape[2:]]
     fine = F.interpolate(extended, size=size, mode=mode, align_corners=True)
     return fine[(Ellipsis, *[slice(None, -1)] * dims)]
+
+
+class InterpolateThenRefine(nn.Module):
+    """Base of the networks that interpolate the low-resolution input onto the fine grid
+    (:func:`interpolate_to_fine`) and refine it there with convolutions (SRCNN, VDSR),
+    optionally adding the interpolation back (``residual``, VDSR's global residual) and
+    projecting onto the data (:mod:`pympisr.models.data_consistency`).
+
+    Subclasses call :meth:`setup` with their convolution stack ``body``
+    (``in_channels [+ 1]`` -> ``in_channels`` channels on the fine grid).
+    """
+
+    size_multiple = 1
+    residual = False
+
+    def setup(self, body: nn.Module, *, dims: int, in_channels: int, scale_factor: int,
+              lr_grid: str, noise_channel: bool, data_consistency: str | None,
+              dc_tolerance: float) -> None:
+        from .data_consistency import build_data_consistency
+
+        if int(scale_factor) != scale_factor or scale_factor < 1:
+            raise ValueError(f"scale_factor must be a positive integer, got {scale_factor!r}")
+        if lr_grid not in LR_GRIDS:
+            raise ValueError(f"lr_grid must be one of {LR_GRIDS}, got {lr_grid!r}")
+        self.dims = check_dims(dims)
+        self.in_channels = in_channels
+        self.scale_factor = int(scale_factor)
+        self.lr_grid = lr_grid
+        self.noise_channel = bool(noise_channel)
+        self.body = body
+        self.consistency = build_data_consistency(
+            data_consistency, self.scale_factor, dims, tolerance=dc_tolerance,
+            noise_channel=self.noise_channel)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``(B, in_channels [+ 1], *grid)`` -> ``(B, in_channels, *(s grid))``."""
+        fine = interpolate_to_fine(x, self.scale_factor, self.lr_grid)
+        out = self.body(fine)
+        if self.residual:
+            out = fine[:, :self.in_channels] + out
+        if self.consistency is not None:
+            out = self.consistency(out, x)
+        return out

@@ -18,13 +18,11 @@ Registered sizes (``depth``, ``features``): ``"vdsr"`` 20, 64 (the paper's);
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from .data_consistency import build_data_consistency
-from .layers import check_dims, conv
+from .layers import conv
 from .registry import register
-from .upsampling import LR_GRIDS, interpolate_to_fine
+from .upsampling import InterpolateThenRefine
 
 __all__ = ["VDSR"]
 
@@ -32,7 +30,7 @@ __all__ = ["VDSR"]
 @register("vdsr", depth=20, features=64)
 @register("vdsr-small", depth=10, features=32)
 @register("vdsr-tiny", depth=3, features=8)
-class VDSR(nn.Module):
+class VDSR(InterpolateThenRefine):
     """Interpolation plus a deep residual convolution stack (module docstring).
 
     Parameters
@@ -57,38 +55,20 @@ class VDSR(nn.Module):
         radius factor.
     """
 
-    size_multiple = 1
+    residual = True
 
     def __init__(self, dims: int = 2, in_channels: int = 2, scale_factor: int = 2,
                  depth: int = 20, features: int = 64, lr_grid: str = "block",
                  noise_channel: bool = False, data_consistency: str | None = None,
                  dc_tolerance: float = 1.0) -> None:
         super().__init__()
-        self.dims = check_dims(dims)
         if depth < 2:
             raise ValueError(f"VDSR depth must be >= 2, got {depth}")
-        if int(scale_factor) != scale_factor or scale_factor < 1:
-            raise ValueError(f"scale_factor must be a positive integer, got {scale_factor!r}")
-        if lr_grid not in LR_GRIDS:
-            raise ValueError(f"lr_grid must be one of {LR_GRIDS}, got {lr_grid!r}")
-        self.in_channels = in_channels
-        self.scale_factor = int(scale_factor)
-        self.lr_grid = lr_grid
-        self.noise_channel = bool(noise_channel)
-        layers: list[nn.Module] = [conv(dims, in_channels + int(self.noise_channel), features),
+        layers: list[nn.Module] = [conv(dims, in_channels + int(noise_channel), features),
                                    nn.ReLU(inplace=True)]
         for _ in range(depth - 2):
             layers += [conv(dims, features, features), nn.ReLU(inplace=True)]
         layers.append(conv(dims, features, in_channels))
-        self.body = nn.Sequential(*layers)
-        self.consistency = build_data_consistency(
-            data_consistency, self.scale_factor, dims, tolerance=dc_tolerance,
-            noise_channel=self.noise_channel)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` ``(B, in_channels [+ 1], *grid)`` -> ``(B, in_channels, *(s grid))``."""
-        fine = interpolate_to_fine(x, self.scale_factor, self.lr_grid)
-        out = fine[:, :self.in_channels] + self.body(fine)
-        if self.consistency is not None:
-            out = self.consistency(out, x)
-        return out
+        self.setup(nn.Sequential(*layers), dims=dims, in_channels=in_channels,
+                   scale_factor=scale_factor, lr_grid=lr_grid, noise_channel=noise_channel,
+                   data_consistency=data_consistency, dc_tolerance=dc_tolerance)
