@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from .detect import DetectionResult, detect_corrupted  # noqa: F401  (public API)
+from .detect import DetectionResult, detect_corrupted
 from .restore import default_output_path, restore, restore_system_matrix
 from .runtime import OnnxRestorer
 
-__all__ = ["OnnxRestorer", "default_output_path", "restore", "restore_system_matrix"]
+__all__ = ["DetectionResult", "OnnxRestorer", "default_output_path", "detect_corrupted",
+           "restore", "restore_system_matrix"]
