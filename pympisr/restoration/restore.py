@@ -247,10 +247,11 @@ def restore_system_matrix(sm: SystemMatrix, *, task: str = "denoise",
     """
     if method not in METHODS:
         raise InvalidInputError(f"method must be one of {METHODS}, got {method!r}")
-    if get_task(task).needs_mask != (mask is not None):
+    needs_mask = get_task(task).needs_mask
+    if needs_mask != (mask is not None):
         raise InvalidInputError(f"task {task!r} " + (
             "needs a mask (True = valid position, a .npy file, or 'auto')"
-            if get_task(task).needs_mask else "takes no mask"))
+            if needs_mask else "takes no mask"))
     grid_mask, mask_source = (None, "") if mask is None else _grid_mask(mask, sm)
     if method == "prior":
         return _prior(sm, task, scale, noise, grid_mask, mask_source, safety, seed, progress)
