@@ -169,6 +169,26 @@ class ComponentRestorer:
         codes[a + b < 0.05] = ACTIONS.index("kept")
         return x, codes, a, b
 
+    def other_task(self, y: np.ndarray, sigma: np.ndarray, masks: np.ndarray | None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Super-resolution and inpainting: the network, except for components whose
+        relative noise is below ``safety.network_floor`` (above the network's fidelity,
+        as in :meth:`denoise`), which get the task's classical baseline."""
+        batch = y.shape[0]
+        net = np.ones(batch, dtype=bool)
+        if self.safety is not None and self.safety.use_baseline:
+            peak = np.abs(y).reshape(batch, -1).max(axis=1)
+            net = sigma >= self.safety.network_floor * peak
+        x = np.empty((batch, *self.task.output_grid(y.shape[1:])), dtype=np.complex64)
+        if net.any():
+            x[net] = self.restorer(y[net], mask=None if masks is None else masks[net],
+                                   sigma=sigma[net])
+        if (~net).any():
+            x[~net] = self.task.baseline(y[~net], sigma[~net],
+                                         None if masks is None else masks[0])
+        codes = np.where(net, ACTIONS.index("restored"), ACTIONS.index("baseline"))
+        return x, codes, net.astype(float), (~net).astype(float)
+
     def __call__(self, y: np.ndarray, sigma: np.ndarray, mask: np.ndarray | None
                  ) -> tuple[np.ndarray, SafetyRecord]:
         """Restore a batch ``y`` complex ``(B, *grid)`` with noise ``sigma`` ``(B,)``."""
@@ -177,9 +197,7 @@ class ComponentRestorer:
         if self.task.name == "denoise":
             x, codes, a, b = self.denoise(y, sigma)
         else:
-            x = self.restorer(y, mask=masks, sigma=sigma)
-            codes = np.full(batch, ACTIONS.index("restored"))
-            a, b = np.ones(batch), np.zeros(batch)
+            x, codes, a, b = self.other_task(y, sigma, masks)
         ratio = np.full(batch, np.nan)
         if self.safety is not None:
             op = self.task.operator(x.shape[1:], masks)
