@@ -172,8 +172,13 @@ def test_sr_model_method_and_cli(tmp_path: Path) -> None:
         rows = {(r["sigma"], r["method"]): r for r in csv.DictReader(handle)
                 if r["stratum"] == "all"}
     # the nearest upsampling of block means is block-mean consistent: the safety step's
-    # projection leaves it unchanged without noise
-    assert float(rows[("0.0", "nearest")]["psnr"]) == pytest.approx(
+    # projection leaves it unchanged under noise; without noise the component is above
+    # the network's fidelity floor and the safety step uses the classical baseline,
+    # made exactly consistent with the block means (so at least as good as bicubic)
+    assert float(rows[("0.1", "nearest")]["psnr"]) == pytest.approx(
+        float(rows[("0.1", "nearest (network)")]["psnr"]), abs=1e-3)
+    assert float(rows[("0.0", "nearest")]["psnr"]) >= float(rows[("0.0", "bicubic")]["psnr"])
+    assert float(rows[("0.0", "nearest")]["psnr"]) != pytest.approx(
         float(rows[("0.0", "nearest (network)")]["psnr"]), abs=1e-3)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["task"] == "upsample" and metrics["scale_factor"] == 2
