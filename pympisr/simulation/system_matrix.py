@@ -88,16 +88,17 @@ def voxel_positions(grid: tuple[int, int, int], fov: np.ndarray,
     return np.stack([x.ravel(), y.ravel(), z.ravel()], axis=-1)
 
 
-def _particle_setup(params: SimulationParameters,
-                    offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Easy axes (Nv, 3) and anisotropy parameters alpha (Nv,) per voxel."""
+def _particle_setup(params: SimulationParameters, offsets: np.ndarray,
+                    peak: float) -> tuple[np.ndarray, np.ndarray]:
+    """Easy axes (Nv, 3) and anisotropy parameters alpha (Nv,) per voxel of ``offsets``
+    (field offsets ``G r``, T); ``peak`` is ``max |G r|`` over the whole grid, so a voxel's
+    parameters do not depend on which other voxels are simulated."""
     nv = offsets.shape[0]
     alpha_max = float(anisotropy_parameter(params.anisotropy, params.diameter,
                                            params.temperature))
     if not params.fluid:
         return np.tile(params.easy_axis, (nv, 1)), np.full(nv, alpha_max)
     strength = np.linalg.norm(offsets, axis=-1)
-    peak = strength.max()
     with np.errstate(invalid="ignore", divide="ignore"):
         axes = np.where(strength[:, None] > 0, offsets / strength[:, None], [0.0, 0.0, 1.0])
     alphas = alpha_max * (strength / peak) ** params.gamma if peak > 0 else np.zeros(nv)
@@ -117,6 +118,7 @@ def _moment_chunks(params: SimulationParameters, voxels: np.ndarray | None
     half = fields.period_samples(dims) // 2
     drive = np.ascontiguousarray(fields.drive_field(params.drive_amplitude, dims)[: half + 1])
     positions = voxel_positions(params.grid, params.fov, params.center)
+    peak = float(np.linalg.norm(positions * params.gradient, axis=-1).max())
     if voxels is not None:
         positions = positions[voxels]
     offsets = positions * params.gradient
@@ -125,7 +127,7 @@ def _moment_chunks(params: SimulationParameters, voxels: np.ndarray | None
     per_chunk = max(1, min(offsets.shape[0], _CHUNK_BYTES // (3 * v_len * 4)))
     anisotropic = params.model == "anisotropy"
     if anisotropic:
-        axes, alphas = _particle_setup(params, offsets)
+        axes, alphas = _particle_setup(params, offsets, peak)
         if alphas.max() > tables.ALPHA_MAX:
             raise ValueError(
                 f"anisotropy parameter alpha = K V_c / (k_B T) = {alphas.max():.3g} exceeds "
