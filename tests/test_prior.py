@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -62,6 +64,8 @@ def test_denoise_beats_noisy_and_dct():
     assert np.mean(gains_noisy) > 8.0
     assert np.mean(gains_dct) > 2.0
     assert np.all(record.rank[:2] >= 1)
+    names = json.loads(out.metadata["/_pympisr/restoration/actionNames"])
+    assert set(np.unique(record.action)) <= set(range(len(names)))
 
 
 def test_upsample_x2_beats_bicubic():

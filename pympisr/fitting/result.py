@@ -154,7 +154,8 @@ class FitResult:
         ax.legend(fontsize=8)
         for i in range(count):
             measured, fitted = self.example_measured[i], self.example_fitted[i]
-            rotate = np.exp(-1j * np.angle(self.scales[i]))  # show the dominant part real
+            # one phase for both panels: the measured peak's, so the peak shows as real
+            rotate = np.exp(-1j * np.angle(measured.flat[np.argmax(np.abs(measured))]))
             limit = float(np.abs(measured).max()) or 1.0
             for row, (image, label) in enumerate(((measured, "measured"), (fitted, "fitted")),
                                                   start=1):

@@ -30,6 +30,7 @@ For a system matrix whose geometry was fitted (:func:`pympisr.fitting.fit`):
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -293,6 +294,7 @@ def prior_restore(sm: SystemMatrix, task: str | Task = "denoise", *, fit: Any = 
                      f"{PRIOR_PROVENANCE}/noiseSource": level.source,
                      f"{PRIOR_PROVENANCE}/noiseStd": level.std.astype(np.float32),
                      f"{PRIOR_PROVENANCE}/action": record.action,
+                     f"{PRIOR_PROVENANCE}/actionNames": json.dumps(list(ACTIONS)),
                      f"{PRIOR_PROVENANCE}/priorRank": record.rank,
                      f"{PRIOR_PROVENANCE}/priorWeight": record.prior_weight.astype(np.float32),
                      f"{PRIOR_PROVENANCE}/baselineWeight":
