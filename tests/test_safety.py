@@ -187,3 +187,95 @@ def test_only_components_inside_the_network_range_reach_the_network() -> None:
     assert np.all(_mse(x, clean) <= 1.05 * _mse(y, clean))
     with pytest.raises(ValueError, match="ceiling"):
         SafetyOptions(network_floor=1.0, network_ceiling=0.5)
+
+
+def test_holdout_weight_minimises_over_the_unit_interval() -> None:
+    from pympisr.restoration.safety import holdout_weight
+
+    shape = (5, 6, 5)
+    r, d = (RNG.standard_normal(shape) + 1j * RNG.standard_normal(shape) for _ in range(2))
+    r[1] = -0.3 * d[1]  # interior minimum at 0.3
+    r[2] = 2.0 * d[2]   # minimum below 0: clipped
+    w = holdout_weight(r, d, dims=2)
+    assert w[1] == pytest.approx(0.3) and w[2] == 0
+    for i in range(shape[0]):
+        best = min(np.sum(np.abs(r[i] + a * d[i]) ** 2) for a in np.linspace(0, 1, 201))
+        assert np.sum(np.abs(r[i] + w[i] * d[i]) ** 2) <= best + 1e-9
+    assert np.all(holdout_weight(r, 0 * d, dims=2) == 0)
+
+
+# wave vectors (cycles per FOV) of the plane waves the components of the next tests are
+# made of
+WAVES = np.array([[1.0, 0.5], [0.5, 2.0], [2.0, 1.5]])
+
+
+def _plane_waves(shape: tuple[int, int]) -> np.ndarray:
+    """``(3, Ny, Nx)`` plane waves sampled at the voxel centres of a grid over the FOV."""
+    yy, xx = np.meshgrid(*[(np.arange(n) + 0.5) / n for n in shape], indexing="ij")
+    return np.stack([np.exp(2j * np.pi * (w[1] * yy + w[0] * xx)) for w in WAVES])
+
+
+class _PlaneWaveUpsampler:
+    """Stands in for an x2 upsampling network that knows the components' family: the
+    least-squares plane-wave fit to the 2 x 2 block means, evaluated on the fine grid
+    (exact for such components, at any grid size)."""
+
+    def __call__(self, z: np.ndarray, mask: object = None, sigma: object = None
+                 ) -> np.ndarray:
+        fine = _plane_waves(tuple(2 * n for n in z.shape[1:]))
+        coarse = fine.reshape(3, z.shape[1], 2, z.shape[2], 2).mean(axis=(2, 4))
+        coef = np.linalg.lstsq(coarse.reshape(3, -1).T, z.reshape(z.shape[0], -1).T,
+                               rcond=None)[0]
+        return np.einsum("kb,kyx->byx", coef, fine).astype(np.complex64)
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_super_resolution_holdout_weighs_the_network(trusted: bool) -> None:
+    """Held-out validation gives an exact network the weight and a garbage one none; the
+    result is never worse than the classical DCT-F + bicubic."""
+    from pympisr.restoration.restore import ComponentRestorer
+    from pympisr.tasks import get_task
+
+    task = get_task("upsample", 2, 2)
+    clean = np.einsum("bk,kyx->byx", RNG.standard_normal((6, 3)) + 1j * RNG.standard_normal(
+        (6, 3)), _plane_waves((32, 32)))
+    sigma = np.full(6, 0.1)
+    y = task.operator((32, 32)).forward(clean)
+    y = _noisy(y, sigma).astype(np.complex64)
+    exact = _PlaneWaveUpsampler()
+
+    def garbage(z: np.ndarray, mask: object = None, sigma: object = None) -> np.ndarray:
+        return (exact(z) + 3 * RNG.standard_normal((z.shape[0], 2 * z.shape[1],
+                                                    2 * z.shape[2]))).astype(np.complex64)
+
+    run = ComponentRestorer(exact if trusted else garbage, task, SafetyOptions())
+    x, record = run(y, sigma, None)
+    classical = run.classical(y, sigma, None)
+    if trusted:
+        assert np.all(record.network_weight > 0.8)
+        assert np.all(_mse(x, clean) < 0.5 * _mse(classical, clean))
+    else:
+        assert np.all(record.network_weight < 0.1)
+        assert np.all(_mse(x, clean) <= 1.1 * _mse(classical, clean))
+
+
+def test_inpainting_holdout_rejects_a_network_that_hallucinates() -> None:
+    from pympisr.restoration.restore import ComponentRestorer
+    from pympisr.tasks import get_task
+
+    task = get_task("inpaint", 2)
+    clean = _smooth(4, (24, 24))
+    mask = task.draw_mask((24, 24), np.random.default_rng(3))
+    sigma = np.full(4, 0.02)
+    y = (_noisy(clean, sigma) * mask).astype(np.complex64)
+
+    def hallucinate(z: np.ndarray, mask: np.ndarray, sigma: object = None) -> np.ndarray:
+        return np.where(mask, z, 2.0).astype(np.complex64)
+
+    run = ComponentRestorer(hallucinate, task, SafetyOptions())
+    x, record = run(y, sigma, mask)
+    biharmonic = task.baseline(y, sigma, mask)
+    assert np.all(record.network_weight < 0.1)
+    missing = ~mask
+    assert np.mean(np.abs(x - clean)[:, missing] ** 2) <= 1.2 * np.mean(
+        np.abs(biharmonic - clean)[:, missing] ** 2)

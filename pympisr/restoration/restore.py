@@ -9,7 +9,9 @@
    noise level as input where the model takes one;
 3. the safety step (:mod:`.safety`) makes the result never worse than the measurement:
    SURE-optimal combination with the measurement and the classical baseline
-   (denoising), and projection onto the data-consistent set for every task;
+   (denoising), a combination with the classical baselines weighted by held-out
+   validation (super-resolution, inpainting), and projection onto the data-consistent
+   set for every task;
 4. super-resolution tasks return the SM on the output grid with the matching FOV.
 
 ``restore(path)`` loads an MDF file, does the same and writes a new MDF file next to it
@@ -37,7 +39,7 @@ from ..tasks.base import with_grid_positions
 from .noise_level import NoiseLevel, component_noise
 from .runtime import OnnxRestorer
 from .safety import (ACTIONS, SafetyOptions, SafetyRecord, consistency_step,
-                     estimated_relative_noise, sure_combination)
+                     estimated_relative_noise, holdout_weight, sure_combination)
 
 __all__ = ["METHODS", "PROVENANCE", "TASKS", "ComponentRestorer", "default_output_path", "restore", "restore_system_matrix"]
 
@@ -77,6 +79,9 @@ def _selection(sm: SystemMatrix, snr_thresh: float | None) -> np.ndarray:
 
 
 METHODS = ("network", "prior")
+# smallest validation grid (points per axis after one more degradation) for the held-out
+# check of super-resolution; smaller grids keep the network's output
+MIN_HOLDOUT_GRID = 3
 
 
 def _grid_mask(mask: Any, sm: SystemMatrix) -> tuple[np.ndarray, str]:
@@ -171,23 +176,86 @@ class ComponentRestorer:
 
     def other_task(self, y: np.ndarray, sigma: np.ndarray, masks: np.ndarray | None
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Super-resolution and inpainting: the network, except for components whose
-        relative noise is below ``safety.network_floor`` (above the network's fidelity,
-        as in :meth:`denoise`), which get the task's classical baseline."""
+        """Super-resolution and inpainting: the network and the task's baseline with
+        DCT-F, combined with the weight from held-out validation (:mod:`.safety`);
+        components whose relative noise is below ``safety.network_floor`` (above the
+        network's fidelity) get the plain baseline."""
         batch = y.shape[0]
-        net = np.ones(batch, dtype=bool)
-        if self.safety is not None and self.safety.use_baseline:
-            peak = np.abs(y).reshape(batch, -1).max(axis=1)
-            net = sigma >= self.safety.network_floor * peak
-        x = np.empty((batch, *self.task.output_grid(y.shape[1:])), dtype=np.complex64)
+        mask = None if masks is None else masks[0]
+        if self.safety is None or not self.safety.use_baseline:
+            ones = np.ones(batch)
+            return (self.restorer(y, mask=masks, sigma=sigma),
+                    np.full(batch, ACTIONS.index("restored")), ones, 0 * ones)
+        peak = np.abs(y).reshape(batch, -1).max(axis=1)
+        net = sigma >= self.safety.network_floor * peak
+        x = self.task.baseline(y, sigma, mask).astype(np.complex64)
+        a, b = np.zeros(batch), np.ones(batch)
         if net.any():
-            x[net] = self.restorer(y[net], mask=None if masks is None else masks[net],
-                                   sigma=sigma[net])
-        if (~net).any():
-            x[~net] = self.task.baseline(y[~net], sigma[~net],
-                                         None if masks is None else masks[0])
-        codes = np.where(net, ACTIONS.index("restored"), ACTIONS.index("baseline"))
-        return x, codes, net.astype(float), (~net).astype(float)
+            yn, sn = y[net], sigma[net]
+            f = self.restorer(yn, mask=None if masks is None else masks[net], sigma=sn)
+            c = self.classical(yn, sn, mask)
+            a[net] = self._holdout(yn, sn, mask)
+            shape = (-1, *([1] * (y.ndim - 1)))
+            x[net] = (c + a[net].reshape(shape) * (f - c)).astype(np.complex64)
+            b[net] = 1 - a[net]
+        codes = np.full(batch, ACTIONS.index("blended"))
+        codes[a >= 0.95] = ACTIONS.index("restored")
+        codes[b >= 0.95] = ACTIONS.index("baseline")
+        return x, codes, a, b
+
+    def classical(self, y: np.ndarray, sigma: np.ndarray, mask: np.ndarray | None
+                  ) -> np.ndarray:
+        """The task's baseline with DCT-F (SURE-chosen threshold): on the measured grid
+        before the spline (super-resolution), on the filled component (inpainting)."""
+        from ..baselines.dct import dct_denoise_sure
+
+        dims = y.ndim - 1
+        if self.task.needs_mask:
+            filled = self.task.baseline(y, sigma, mask)
+            return dct_denoise_sure(filled, sigma, dims=dims)[0].astype(np.complex64)
+        smooth = dct_denoise_sure(y, sigma, dims=dims)[0]
+        return self.task.baseline(smooth, sigma, mask).astype(np.complex64)
+
+    def _holdout(self, y: np.ndarray, sigma: np.ndarray, mask: np.ndarray | None
+                 ) -> np.ndarray:
+        """Held-out validation weight ``(B,)`` of the network against the classical
+        method (:func:`.safety.holdout_weight`); 1 (the network) where the grid is too
+        small to hold data out."""
+        dims = y.ndim - 1
+        batch = y.shape[0]
+        network_only = np.ones(batch)
+        if self.task.needs_mask:
+            drawn = self.task.draw_mask(mask.shape, self.rng)
+            hidden = mask & ~drawn
+            if hidden.sum() < 2:
+                return network_only
+            seen = mask & drawn
+            target, inputs, sig = y, y * seen, sigma
+            in_mask: np.ndarray | None = seen
+
+            def held_out(v: np.ndarray) -> np.ndarray:
+                return v * hidden
+        else:
+            crop = self.task.training_crop(y.shape[1:])
+            coarse = self.task.input_grid(y.shape[1:])
+            if min(coarse) < MIN_HOLDOUT_GRID:
+                return network_only
+            target = y[(slice(None), *(slice(0, n) for n in crop))]
+            op = self.task.operator(crop)
+            inputs = op.forward(target)
+            unit = np.zeros((1, *inputs.shape[1:]), dtype=np.float64)
+            unit[(0,) * (dims + 1)] = 1.0
+            sig = sigma * float(np.linalg.norm(op.adjoint(unit)))  # noise std of A y
+            in_mask = None
+
+            def held_out(v: np.ndarray) -> np.ndarray:
+                return op.project(v, np.zeros_like(inputs), 0.0)
+        f2 = self.restorer(inputs.astype(np.complex64),
+                           mask=None if in_mask is None else np.broadcast_to(in_mask,
+                                                                             inputs.shape),
+                           sigma=sig)
+        c2 = self.classical(inputs, sig, in_mask)
+        return holdout_weight(held_out(c2 - target), held_out(f2 - c2), dims)
 
     def __call__(self, y: np.ndarray, sigma: np.ndarray, mask: np.ndarray | None
                  ) -> tuple[np.ndarray, SafetyRecord]:

@@ -27,6 +27,23 @@ Denoising (``A = I``)
     only, as most components of a full-band calibration are (DCT-F takes them to about
     zero). Only ``y`` and the baseline compete there.
 
+Super-resolution and inpainting (held-out validation)
+    SURE does not reach the positions that were never measured, so there the network's
+    output ``f`` and the classical method ``c`` (the task's baseline with DCT-F: DCT-F
+    before the bicubic/tricubic spline, after biharmonic filling) are judged on measured
+    data the methods did not see: the measured component is degraded once more by the
+    task's operator (super-resolution: ``y2 = A y``, whose restoration is compared with
+    ``y`` on the null space of ``A``, i.e. the within-block detail or the skipped
+    positions; inpainting: a further paper-style mask hides valid positions, and the
+    fills are compared with ``y`` there). With white noise the compared part of ``y`` is
+    independent of what the methods saw, so the squared error differs from the true
+    error by a constant common to both methods. The weight ``a`` in ``[0, 1]`` of
+    ``x = c + a (f - c)`` that minimises that held-out error (:func:`holdout_weight`)
+    is then used at full resolution. The judgement is made one level coarser
+    (super-resolution) or on another mask (inpainting): a proxy, which the calibration
+    protocol measures. Components below ``network_floor`` get the plain baseline, as in
+    denoising.
+
 Every task (discrepancy principle)
     The residual through the task's operator must be consistent with the noise:
     ``||A x - y|| <= tol sqrt(n) sigma``; otherwise ``x`` is projected onto that ball
@@ -49,7 +66,7 @@ import numpy as np
 from ..operators import LinearOperator
 
 __all__ = ["ACTIONS", "SafetyOptions", "SafetyRecord", "consistency_step",
-           "estimated_relative_noise", "sure_combination"]
+           "estimated_relative_noise", "holdout_weight", "sure_combination"]
 
 # action codes stored per component (int8): index into ACTIONS
 ACTIONS = ("copied", "restored", "blended", "baseline", "kept", "projected")
@@ -199,6 +216,21 @@ def sure_combination(y: np.ndarray, sigma: np.ndarray, dims: int,
     shape = (-1, *([1] * axes))
     x = y128 + weights[:, 0].reshape(shape) * deltas[0] + weights[:, 1].reshape(shape) * deltas[1]
     return x.astype(np.complex64), weights[:, 0], weights[:, 1]
+
+
+def holdout_weight(residual: np.ndarray, delta: np.ndarray, dims: int) -> np.ndarray:
+    """Weight ``a`` in ``[0, 1]`` minimising ``||residual + a delta||^2`` per component
+    (module docstring).
+
+    Both arrays complex ``(B, *grid)`` and already restricted to the held-out part (the
+    rest zero): ``residual = c - y`` and ``delta = f - c`` at the validation level.
+    Returns ``(B,)``; 0 where ``delta`` vanishes.
+    """
+    d = delta.astype(np.complex128)
+    energy = _inner(d, d, dims)
+    slope = _inner(d, residual.astype(np.complex128), dims)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.clip(np.where(energy > 0, -slope / np.where(energy > 0, energy, 1), 0), 0, 1)
 
 
 def consistency_step(x: np.ndarray, y: np.ndarray, sigma: np.ndarray,
