@@ -174,14 +174,15 @@ class ComponentRestorer:
         codes[a + b < 0.05] = ACTIONS.index("kept")
         return x, codes, a, b
 
-    def other_task(self, y: np.ndarray, sigma: np.ndarray, masks: np.ndarray | None
+    def other_task(self, y: np.ndarray, sigma: np.ndarray, mask: np.ndarray | None
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Super-resolution and inpainting: the network and the task's baseline with
         DCT-F, combined with the weight from held-out validation (:mod:`.safety`);
         components whose relative noise is below ``safety.network_floor`` (above the
-        network's fidelity) get the plain baseline."""
+        network's fidelity) get the plain baseline. ``mask``: the inpainting mask of
+        every component of the batch (grid shape, True = valid), else None."""
         batch = y.shape[0]
-        mask = None if masks is None else masks[0]
+        masks = None if mask is None else np.broadcast_to(mask, y.shape)
         if self.safety is None or not self.safety.use_baseline:
             ones = np.ones(batch)
             return (self.restorer(y, mask=masks, sigma=sigma),
@@ -193,7 +194,7 @@ class ComponentRestorer:
         if net.any():
             yn, sn = y[net], sigma[net]
             f = self.restorer(yn, mask=None if masks is None else masks[net], sigma=sn)
-            c = self.classical(yn, sn, mask)
+            c = self.classical(yn, sn, mask, filled=x[net] if self.task.needs_mask else None)
             a[net] = self._holdout(yn, sn, mask)
             shape = (-1, *([1] * (y.ndim - 1)))
             x[net] = (c + a[net].reshape(shape) * (f - c)).astype(np.complex64)
@@ -203,15 +204,17 @@ class ComponentRestorer:
         codes[b >= 0.95] = ACTIONS.index("baseline")
         return x, codes, a, b
 
-    def classical(self, y: np.ndarray, sigma: np.ndarray, mask: np.ndarray | None
-                  ) -> np.ndarray:
+    def classical(self, y: np.ndarray, sigma: np.ndarray, mask: np.ndarray | None,
+                  filled: np.ndarray | None = None) -> np.ndarray:
         """The task's baseline with DCT-F (SURE-chosen threshold): on the measured grid
-        before the spline (super-resolution), on the filled component (inpainting)."""
+        before the spline (super-resolution), on the filled component (inpainting;
+        ``filled``: the baseline's fill of ``y`` when already computed)."""
         from ..baselines.dct import dct_denoise_sure
 
         dims = y.ndim - 1
         if self.task.needs_mask:
-            filled = self.task.baseline(y, sigma, mask)
+            if filled is None:
+                filled = self.task.baseline(y, sigma, mask)
             return dct_denoise_sure(filled, sigma, dims=dims)[0].astype(np.complex64)
         smooth = dct_denoise_sure(y, sigma, dims=dims)[0]
         return self.task.baseline(smooth, sigma, mask).astype(np.complex64)
@@ -264,8 +267,17 @@ class ComponentRestorer:
         masks = None if mask is None else np.broadcast_to(mask, y.shape)
         if self.task.name == "denoise":
             x, codes, a, b = self.denoise(y, sigma)
-        else:
-            x, codes, a, b = self.other_task(y, sigma, masks)
+        elif masks is None:
+            x, codes, a, b = self.other_task(y, sigma, None)
+        else:  # one pass per distinct mask (evaluation draws one per component)
+            x = np.empty(y.shape, dtype=np.complex64)
+            codes, a, b = np.empty(batch, int), np.empty(batch), np.empty(batch)
+            distinct, which = np.unique(masks.reshape(batch, -1), axis=0,
+                                        return_inverse=True)
+            for index, flat in enumerate(distinct):
+                group = which.reshape(-1) == index
+                x[group], codes[group], a[group], b[group] = self.other_task(
+                    y[group], sigma[group], flat.reshape(y.shape[1:]))
         ratio = np.full(batch, np.nan)
         if self.safety is not None:
             op = self.task.operator(x.shape[1:], masks)
