@@ -3,16 +3,17 @@
 Missing samples are filled by solving the biharmonic equation ``Delta^2 u = 0`` inside the
 missing region with the known samples as boundary values (Damelin & Hoang 2018),
 :func:`skimage.restoration.inpaint_biharmonic`, on the real and the imaginary part
-separately (passed as two channels of one call).  Works in 2D and 3D.
+separately (passed as channels of one call, together with every other component that
+has the same mask: the system is built once per mask).  Works in 2D and 3D.
 """
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 
 __all__ = ["inpaint_biharmonic"]
+
+_CHUNK = 256  # components per solve
 
 
 def inpaint_biharmonic(x: np.ndarray, mask: np.ndarray, *, dims: int | None = None) -> np.ndarray:
@@ -51,15 +52,26 @@ def inpaint_biharmonic(x: np.ndarray, mask: np.ndarray, *, dims: int | None = No
         raise ValueError(f"mask of shape {mask.shape} does not broadcast to {x.shape}") from None
     out = np.array(x, dtype=np.complex64 if x.dtype == np.complex64 else np.complex128)
     spatial = x.shape[-dims:]
-    keep = tuple(i for i, n in enumerate(spatial) if n > 1)
-    for index in itertools.product(*map(range, x.shape[:-dims])):
-        missing = ~mask[index]
+    squeeze = tuple(i for i, n in enumerate(spatial) if n == 1)
+    flat = out.reshape(-1, *spatial)
+    masks = mask.reshape(-1, *spatial)
+    # components that share a mask share the biharmonic system: one solve for all of
+    # them, their real and imaginary parts passed as channels
+    distinct, which = np.unique(masks.reshape(masks.shape[0], -1), axis=0,
+                                return_inverse=True)
+    for index, valid in enumerate(distinct):
+        missing = ~valid.reshape(spatial)
         if not missing.any():
             continue
+        members = np.flatnonzero(which.reshape(-1) == index)
         if missing.all():
-            raise ValueError(f"component {index}: every sample is masked, nothing to inpaint from")
-        squeeze = tuple(i for i in range(dims) if i not in keep)
-        image = np.squeeze(np.stack([out[index].real, out[index].imag], axis=-1), axis=squeeze)
-        filled = skimage_inpaint(image, np.squeeze(missing, axis=squeeze), channel_axis=-1)
-        out[index] = (filled[..., 0] + 1j * filled[..., 1]).reshape(spatial)
-    return out
+            first = np.unravel_index(members[0], x.shape[:-dims])
+            raise ValueError(f"component {first}: every sample is masked, nothing to "
+                             "inpaint from")
+        for chunk in np.array_split(members, -(-members.size // _CHUNK)):
+            parts = np.concatenate([flat[chunk].real, flat[chunk].imag])  # (2n, *spatial)
+            image = np.squeeze(np.moveaxis(parts, 0, -1), axis=squeeze)
+            filled = skimage_inpaint(image, np.squeeze(missing, axis=squeeze), channel_axis=-1)
+            filled = np.moveaxis(filled.reshape(*spatial, -1), -1, 0)
+            flat[chunk] = filled[: chunk.size] + 1j * filled[chunk.size:]
+    return flat.reshape(x.shape)

@@ -179,7 +179,9 @@ class ComponentRestorer:
         """Super-resolution and inpainting: the network and the task's baseline with
         DCT-F, combined with the weight from held-out validation (:mod:`.safety`);
         components whose relative noise is below ``safety.network_floor`` (above the
-        network's fidelity) get the plain baseline. ``mask``: the inpainting mask of
+        network's fidelity) get the plain baseline, noise-only components (estimated
+        relative noise above ``safety.network_ceiling``) the baseline with DCT-F, as
+        in :meth:`denoise`. ``mask``: the inpainting mask of
         every component of the batch (grid shape, True = valid), else None."""
         batch = y.shape[0]
         masks = None if mask is None else np.broadcast_to(mask, y.shape)
@@ -188,9 +190,14 @@ class ComponentRestorer:
             return (self.restorer(y, mask=masks, sigma=sigma),
                     np.full(batch, ACTIONS.index("restored")), ones, 0 * ones)
         peak = np.abs(y).reshape(batch, -1).max(axis=1)
-        net = sigma >= self.safety.network_floor * peak
+        noise_only = estimated_relative_noise(y, sigma) > self.safety.network_ceiling
+        net = (sigma >= self.safety.network_floor * peak) & ~noise_only
         x = self.task.baseline(y, sigma, mask).astype(np.complex64)
         a, b = np.zeros(batch), np.ones(batch)
+        if noise_only.any():
+            x[noise_only] = self.classical(y[noise_only], sigma[noise_only], mask,
+                                           filled=x[noise_only] if self.task.needs_mask
+                                           else None)
         if net.any():
             yn, sn = y[net], sigma[net]
             f = self.restorer(yn, mask=None if masks is None else masks[net], sigma=sn)

@@ -41,7 +41,8 @@ Super-resolution and inpainting (held-out validation)
     ``x = c + a (f - c)`` that minimises that held-out error (:func:`holdout_weight`)
     is then used at full resolution. The judgement is made one level coarser
     (super-resolution) or on another mask (inpainting): a proxy, which the calibration
-    protocol measures. Components below ``network_floor`` get the plain baseline, as in
+    protocol measures. Components below ``network_floor`` get the plain baseline and
+    noise-only ones (above ``network_ceiling``) the baseline with DCT-F, as in
     denoising.
 
 Every task (discrepancy principle)
@@ -79,7 +80,7 @@ class SafetyOptions:
     Attributes
     ----------
     network_floor, network_ceiling:
-        Relative noise below / above which the network is not run (denoising).
+        Relative noise below / above which the network is not run (every task).
     keep_below:
         Relative noise below which measured samples are kept exactly.
     tol:
