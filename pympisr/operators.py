@@ -78,6 +78,15 @@ class LinearOperator:
         """Number of measured (complex) samples ``m`` per image for a fine ``shape``."""
         raise NotImplementedError
 
+    def noise_gain(self, shape: Sequence[int]) -> float:
+        """Per-sample std of ``A n`` for white noise ``n`` of unit std on a fine
+        ``shape``: the norm of a row of ``A`` (all rows of these operators have the same
+        norm; the row of the first measured sample is used)."""
+        measured_shape = np.shape(self.forward(np.zeros((1, *tuple(shape)[-self.dims:]))))
+        unit = np.zeros(measured_shape)
+        unit[(0,) * unit.ndim] = 1.0
+        return float(np.linalg.norm(self.adjoint(unit)))
+
     def __call__(self, x: Array) -> Array:
         return self.forward(x)
 
@@ -220,6 +229,9 @@ class Masking(LinearOperator):
 
     def adjoint(self, y: Array) -> Array:
         return y * self._mask_for(y)
+
+    def noise_gain(self, shape: Sequence[int]) -> float:
+        return 1.0
 
     def measured_count(self, shape: Sequence[int]) -> int:
         """Valid samples of one image (the first, when the mask has batch axes)."""

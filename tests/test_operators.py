@@ -82,3 +82,18 @@ def test_projection_reaches_the_ball_and_moves_least(make) -> None:
         np.testing.assert_allclose(p[:, 1::2], x[:, 1::2])
     pt = op.project(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(eps))
     np.testing.assert_allclose(pt.numpy(), p, rtol=1e-10, atol=1e-12)
+
+
+def test_noise_gain_is_the_std_of_degraded_white_noise() -> None:
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal((400, 12, 10))
+    mask = np.ones((12, 10), bool)
+    mask[0, :3] = False
+    for op, expected in ((Identity(2), 1.0), (StridedSampling(2, (12, 10)), 1.0),
+                         (BlockMean(2, 2), 0.5), (Masking(mask, 2), 1.0)):
+        assert op.noise_gain((12, 10)) == pytest.approx(expected)
+        measured = op.forward(noise)
+        if isinstance(op, Masking):
+            measured = measured[:, mask]
+        assert np.std(measured) == pytest.approx(expected, rel=0.03)
+    assert BlockMean(3, 3).noise_gain((6, 6, 6)) == pytest.approx(3 ** -1.5)

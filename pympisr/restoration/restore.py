@@ -253,9 +253,7 @@ class ComponentRestorer:
             target = y[(slice(None), *(slice(0, n) for n in crop))]
             op = self.task.operator(crop)
             inputs = op.forward(target)
-            unit = np.zeros((1, *inputs.shape[1:]), dtype=np.float64)
-            unit[(0,) * (dims + 1)] = 1.0
-            sig = sigma * float(np.linalg.norm(op.adjoint(unit)))  # noise std of A y
+            sig = sigma * op.noise_gain(crop)  # noise std of A y
             in_mask = None
 
             def held_out(v: np.ndarray) -> np.ndarray:
