@@ -5,10 +5,11 @@ methods of a task and a pympisr model.
                                          [--scale 2] [--num-sms N] [--cal-sms 12]
                                          [--img-sms 24] [--seed 0] [--model NAME]
                                          [--no-model] [--snr-mode mpifiles]
-                                         [--skip calibration|image]
+                                         [--skip calibration|image] [--dims 2|3]
 
 * calibration protocol (:mod:`pympisr.calibration_protocol`): ``--cal-sms`` simulated 2D
-  SMs (samples per FWHM 4-12 and 12-60 in turn, grids 12-44), measured as the task
+  SMs (samples per FWHM 4-12 and 12-60 in turn, grids 12-44; ``--dims 3``: 3D SMs,
+  grids 10-19 per axis, the 3D models, the image protocol skipped), measured as the task
   would (coarse calibration, 10 % corrupted block), one absolute white noise floor per
   SM (1e-4 .. 1e-2 x max|S|), PSNR / SSIM against the clean fine SM per relative-noise
   bin; the DCT-F variants (DCT-F, DCT-F+bicubic, biharmonic+DCT-F) with the true sigma
@@ -42,16 +43,21 @@ def main() -> None:
     parser.add_argument("--img-sms", type=int, default=24, help="SMs, image protocol")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default=None, help="manifest name or .onnx path "
-                        "(default: the manifest's first 2D model of the task and scale)")
+                        "(default: the manifest's first model of the task, dims and scale)")
     parser.add_argument("--no-model", action="store_true", help="classical methods only")
     parser.add_argument("--snr-mode", choices=("mpifiles", "true"), default="mpifiles")
     parser.add_argument("--skip", choices=("calibration", "image"), default=None)
+    parser.add_argument("--dims", type=int, choices=(2, 3), default=2,
+                        help="calibration protocol: 2D or 3D SMs (the image protocol is 2D "
+                             "only and is skipped for 3)")
     args = parser.parse_args()
+    if args.dims == 3 and args.skip == "calibration":
+        parser.error("--dims 3 runs only the calibration protocol; do not skip it")
 
     from pympisr import calibration_protocol as cal
     from pympisr import image_protocol as img
 
-    task = cal.protocol_task(args.task, args.scale)
+    task = cal.protocol_task(args.task, args.scale, args.dims)
     cal_sms = args.num_sms or args.cal_sms
     img_sms = args.num_sms or args.img_sms
     methods = cal.default_methods(() if args.no_model else (args.model,), task=task)
@@ -64,11 +70,11 @@ def main() -> None:
         seconds, cpu = time.perf_counter() - tic, time.process_time() - cpu
         print(cal.markdown_tables(result))
         dct_factor = result.dct_factor  # the image protocol's DCT-F uses the tuned factors
-        print(f"calibration protocol ({task.name}): {cal_sms} SMs, "
+        print(f"calibration protocol ({task.name}, {args.dims}D): {cal_sms} SMs, "
               f"{len({(r['sm'], r['channel'], r['frequency_index']) for r in result.records})} "
               f"components, {seconds:.1f} s wall ({seconds / cal_sms:.1f} s per SM), "
               f"{cpu:.1f} s CPU\n")
-    if args.skip != "image":
+    if args.skip != "image" and args.dims == 2:
         tic, cpu = time.perf_counter(), time.process_time()
         result = img.evaluate_images(img_sms, seed=args.seed, methods=methods, task=task,
                                      snr_mode=args.snr_mode, dct_factor=dct_factor)

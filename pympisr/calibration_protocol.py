@@ -4,18 +4,26 @@ A real calibration measures every frequency component with the same receive chai
 all components of one system matrix (SM) share one *absolute* noise floor. Relative to
 each component's own maximum the noise then spans from ~0.001 (strong low harmonics)
 to far above 1 (weak high harmonics). This protocol reproduces that situation on
-simulated SMs and scores restoration methods per relative-noise bin.
+simulated SMs and scores restoration methods per relative-noise bin, in 2D (default)
+or 3D (``dims=3``: the 3D models of the manifest, e.g. ``denoise_dncnn_small_nl_3d``).
 
 Per SM ``i`` (``0 .. num_sms - 1``; everything is drawn from ``SeedSequence([seed, i])``):
 
-1. parameters from :func:`pympisr.simulation.parameters.sample_parameters` (2D) with
-   ``ranges={"samples_per_fwhm": (lo, hi), "grid": (12, 44)}``; by default even SMs draw
-   ``samples_per_fwhm`` from the training range (4, 12), odd ones from (12, 60);
-2. the clean SM is simulated (:func:`pympisr.simulation.simulate_system_matrix`, all
-   frequencies) and the components that carry signal are chosen with the dataset rule
-   (:func:`pympisr.simulation.generate.default_rule`: ``k >= 1`` and energy >= 1e-5 x the
-   largest energy, at most 400); the SM handed to the methods holds the frequency bins
-   of these components (all 3 channels);
+1. parameters from :func:`pympisr.simulation.parameters.sample_parameters` (``dims``)
+   with ``ranges={"samples_per_fwhm": (lo, hi), "grid": grid_range}``, grid range
+   (12, 44) per axis in 2D and (10, 19) in 3D (:data:`GRID_RANGES`; the reference 3D
+   scanner grid is 19^3); by default even SMs draw ``samples_per_fwhm`` from the
+   training range (4, 12) of the 2D and the 3D models, odd ones from (12, 60);
+2. the clean SM is simulated (:func:`pympisr.simulation.simulate_system_matrix`) and
+   the components that carry signal are chosen with the dataset rule
+   (:class:`pympisr.simulation.generate.SelectionRule`: ``k >= 1`` and energy >= 1e-5 x
+   the largest energy, at most ``max_components``, :data:`MAX_COMPONENTS`: 400 in 2D,
+   300 in 3D); the SM handed to the methods holds the frequency bins of these
+   components (all 3 channels). 2D simulates all frequencies at once; 3D never holds the
+   full band (0.65 MB per voxel, 4.4 GB for 19^3): the energies of all bins come first
+   (:func:`pympisr.simulation.system_matrix.component_energies`, on every second voxel
+   per axis for grids above 16, as the dataset generator does), then only the chosen
+   bins are simulated (:func:`simulate_kept`);
 3. the task (``task``: ``denoise``, ``upsample``, ``accelerate``, ``inpaint``;
    :func:`protocol_task`) measures the clean SM (:func:`measure`): denoising keeps it,
    super-resolution makes the coarse calibration with its geometry
@@ -26,7 +34,8 @@ Per SM ``i`` (``0 .. num_sms - 1``; everything is drawn from ``SeedSequence([see
    grid a restoration returns (:func:`fine_reference`; cropped to the points the coarse
    grid covers);
 4. the noise floor (:class:`NoiseFloor`): per-part standard deviation
-   ``sigma_abs = f * max|S|`` with ``f`` log-uniform in ``fraction_range`` (default
+   ``sigma_abs = f * max|S|`` (2D: max over all components; 3D: over the kept ones,
+   which hold the strongest) with ``f`` log-uniform in ``fraction_range`` (default
    1e-4 .. 1e-2: the strongest components get relative noise 1e-4 .. 1e-2, weak ones
    far above 1), white by default or shaped over frequency by the per-frequency
    background standard deviation of a real MDF file (:func:`real_noise_profile`,
@@ -58,11 +67,12 @@ baseline); the chosen factors are reported.
 
 Summaries: mean and 95 % t-interval (:func:`pympisr.metrics.mean_ci`) and counts per
 (stratum, bin, method); strata are ``all``, ``inside`` (effective samples per FWHM
-<= 12, the training range) and ``beyond`` (> 12). Acceptance (DESIGN section 12): a
-method passes a bin if its mean PSNR is not more than 0.3 dB below the best classical
-reference: max(noisy, DCT-F) for denoising, max(bicubic, DCT-F+bicubic) for
-super-resolution, max(noisy, biharmonic, biharmonic+DCT-F) for inpainting, there over
-the whole component and over the corrupted positions.
+<= 12, the training range of the 2D and the 3D models) and ``beyond`` (> 12).
+Acceptance (DESIGN section 12): a method passes a bin if its mean PSNR is not more than
+0.3 dB below the best classical reference: max(noisy, DCT-F) for denoising,
+max(bicubic, DCT-F+bicubic) for super-resolution (tricubic in 3D), max(noisy,
+biharmonic, biharmonic+DCT-F) for inpainting, there over the whole component and over
+the corrupted positions.
 """
 
 from __future__ import annotations
@@ -92,6 +102,8 @@ __all__ = [
     "DCT_FACTORS",
     "DEFAULT_DCT_FACTOR",
     "DEFAULT_SPF_RANGES",
+    "GRID_RANGES",
+    "MAX_COMPONENTS",
     "TUNED_DCT_FACTORS",
     "CalibrationCase",
     "CalibrationResult",
@@ -102,6 +114,7 @@ __all__ = [
     "baseline_label",
     "calibration_output_paths",
     "call_method",
+    "case_parameters",
     "case_mask",
     "dct_filter",
     "dct_method",
@@ -117,12 +130,14 @@ __all__ = [
     "noisy_method",
     "plot_calibration",
     "protocol_task",
+    "protocol_dims",
     "pympisr_method",
     "real_noise_profile",
     "relative_noise_bin",
     "restore_accepts_noise",
     "simulate_case",
     "simulate_clean",
+    "simulate_kept",
     "spf_stratum",
     "write_calibration_results",
 ]
@@ -131,8 +146,9 @@ RestorationMethod = Callable[..., SystemMatrix]
 """``method(sm, noise_std) -> SystemMatrix``, for inpainting ``method(sm, noise_std,
 mask)`` (:func:`call_method`): ``sm.data`` complex64 (C, K, Nz, Ny, nx), the measured SM;
 ``noise_std`` float (C, K), the true per-part noise std of each component in the SM's
-units; ``mask`` bool (Nz, Ny, Nx), True = measured position. Returns a new SM on the
-task's fine grid (the shape of the clean reference; ``sm`` is not modified)."""
+units; ``mask`` bool (Nz, Ny, Nx) (``Nz = 1`` in 2D), True = measured position.
+Returns a new SM on the task's fine grid (the shape of the clean reference; ``sm`` is
+not modified)."""
 
 BIN_EDGES: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 BIN_LABELS: tuple[str, ...] = ("<0.003", "0.003-0.01", "0.01-0.03", "0.03-0.1", "0.1-0.3",
@@ -146,8 +162,20 @@ TUNED_DCT_FACTORS: dict[str, float] = {"<0.003": 1.5, "0.003-0.01": 1.5, "0.01-0
                                        "0.03-0.1": 2.0, "0.1-0.3": 2.5, "0.3-1": 2.5,
                                        ">1": 2.5}
 DEFAULT_SPF_RANGES: tuple[tuple[float, float], ...] = ((4.0, 12.0), (12.0, 60.0))
-GRID_RANGE: tuple[int, int] = (12, 44)
+GRID_RANGES: dict[int, tuple[int, int]] = {2: (12, 44), 3: (10, 19)}
+GRID_RANGE = GRID_RANGES[2]
+# Kept components per SM: the dataset rule's 400 in 2D. 3D: 300, the rule of the 3D
+# models' training data (sim3d), not the generator's 600: a 19^3 component costs
+# ~ 3.5 x a 44^2 one in every method (DCT-F runs with 6 factors, SSIM is a 3D filter);
+# 300 take ~2 min per 19^3 SM on 2 busy cores. Fewer would empty the high-noise bins:
+# the floor is one absolute level, so the weakest kept components set the largest
+# relative noise (seed 0, SMs 0 and 3: the strongest 150 reach 0.22 and 0.64, the
+# strongest 300 reach 0.59 and 1.33).
+MAX_COMPONENTS: dict[int, int] = {2: 400, 3: 300}
+# Effective samples per FWHM of the training data: (4, 12) for the 2D and the 3D models
+# (manifest "training_data" -> sampler_ranges.samples_per_fwhm).
 TRAINING_SPF_MAX = 12.0
+ENERGY_STRIDE_ABOVE = 16  # 3D grids with an axis above this rank components on every 2nd voxel
 ACCEPT_TOLERANCE_DB = 0.3
 METRICS: tuple[str, ...] = ("psnr", "ssim")
 MASKED_METRICS: tuple[str, ...] = ("psnr_masked", "ssim_masked")
@@ -364,24 +392,38 @@ def pympisr_method(model: str | os.PathLike[str] | Any | None = None, *,
     return method
 
 
-def protocol_task(task: str | Any = "denoise", scale: int | None = None) -> Any:
-    """The 2D :class:`pympisr.tasks.Task` a protocol evaluates: a task name (inpainting
-    with the seed paper's masks, :func:`pympisr.evaluation.evaluation_task`; ``scale``
-    default 2 for super-resolution) or a Task object (returned as is)."""
+def protocol_dims(task: str | Any = "denoise", dims: int | None = None) -> int:
+    """The dimensionality a protocol simulates: ``dims`` if given (2 or 3), else that of
+    a Task object, else 2 (a task name)."""
+    if dims is None:
+        return 2 if isinstance(task, str) else int(task.dims)
+    if dims not in (2, 3):
+        raise ValueError(f"dims must be 2 or 3, got {dims!r}")
+    return int(dims)
+
+
+def protocol_task(task: str | Any = "denoise", scale: int | None = None,
+                  dims: int = 2) -> Any:
+    """The :class:`pympisr.tasks.Task` a protocol evaluates on ``dims``-D SMs (2 or 3): a
+    task name (inpainting with the seed paper's masks,
+    :func:`pympisr.evaluation.evaluation_task`; ``scale`` default 2 for
+    super-resolution) or a Task object of that dimensionality (returned as is)."""
+    if dims not in (2, 3):
+        raise ValueError(f"dims must be 2 or 3, got {dims!r}")
     if not isinstance(task, str):
-        if task.dims != 2:
-            raise ValueError(f"the protocols simulate 2D SMs, not {task!r}")
+        if task.dims != dims:
+            raise ValueError(f"this protocol simulates {dims}D SMs, not {task!r}")
         return task
     from .evaluation import evaluation_task
 
-    return evaluation_task(task, 2, scale)
+    return evaluation_task(task, dims, scale)
 
 
 def default_methods(models: Sequence[str | None] = (None,), *, dct: bool = True,
-                    task: str | Any = "denoise", scale: int | None = None
-                    ) -> dict[str, RestorationMethod]:
+                    task: str | Any = "denoise", scale: int | None = None,
+                    dims: int | None = None) -> dict[str, RestorationMethod]:
     """The classical methods of ``task`` and pympisr models (:func:`model_label`; None =
-    the default shipped model of the task).
+    the default shipped model of the task and ``dims``, :func:`protocol_dims`).
 
     denoise: ``noisy``, ``DCT-F``; upsample / accelerate: ``bicubic`` and
     ``DCT-F+bicubic``; inpaint: ``noisy`` (the zero-filled measurement), ``biharmonic``
@@ -389,7 +431,7 @@ def default_methods(models: Sequence[str | None] = (None,), *, dct: bool = True,
     :data:`DEFAULT_DCT_FACTOR` (the calibration protocol tunes it per bin, the image
     protocol sets its own factors), left out when ``dct`` is False.
     """
-    rules = protocol_task(task, scale)
+    rules = protocol_task(task, scale, protocol_dims(task, dims))
     methods: dict[str, RestorationMethod] = {}
     if rules.grid_rule == "same":
         methods[NOISY] = noisy_method
@@ -404,20 +446,20 @@ def default_methods(models: Sequence[str | None] = (None,), *, dct: bool = True,
             methods[with_dct.name] = with_dct
     factor = rules.scale_factor if rules.grid_rule != "same" else None
     for model in models:
-        methods[model_label(model, task=rules.name, scale=factor)] = pympisr_method(
-            model, task=rules.name, scale=factor)
+        methods[model_label(model, task=rules.name, scale=factor, dims=rules.dims)] = \
+            pympisr_method(model, task=rules.name, scale=factor)
     return methods
 
 
 def model_label(model: str | os.PathLike[str] | None, *, task: str = "denoise",
-                scale: int | None = None) -> str:
-    """Column name of a pympisr model: the manifest's default name (for ``task`` and
-    ``scale``), or the file stem."""
+                scale: int | None = None, dims: int = 2) -> str:
+    """Column name of a pympisr model: the manifest's default name (for ``task``,
+    ``dims`` and ``scale``), or the file stem."""
     if model is None:
         from .model_zoo import default_model
 
         try:
-            return "pympisr:" + str(default_model(task, 2, scale=scale).entry["name"])
+            return "pympisr:" + str(default_model(task, dims, scale=scale).entry["name"])
         except Exception:  # noqa: BLE001 - only a label
             return "pympisr"
     return "pympisr:" + Path(os.fspath(model)).stem
@@ -514,10 +556,17 @@ class NoiseFloor:
     def draw(self, sm: SystemMatrix, rng: np.random.Generator) -> tuple[float, np.ndarray]:
         """``(fraction, noise_std (C, K))`` for the clean SM ``sm``; ``noise_std`` is in
         the SM's units, ``fraction * max|S|`` times the shape."""
+        return self.draw_level(float(np.abs(sm.data).max()), sm.frequencies,
+                               sm.num_channels, rng)
+
+    def draw_level(self, peak: float, frequencies: np.ndarray, channels: int,
+                   rng: np.random.Generator) -> tuple[float, np.ndarray]:
+        """``(fraction, noise_std (channels, K))`` for an SM with maximum magnitude
+        ``peak`` on ``frequencies`` (K,) Hz: ``fraction * peak`` times the shape
+        (:meth:`shape`), ``fraction`` log-uniform in :attr:`fraction_range`."""
         low, high = self.fraction_range
         fraction = float(np.exp(rng.uniform(np.log(low), np.log(high))))
-        peak = float(np.abs(sm.data).max())
-        return fraction, fraction * peak * self.shape(sm.frequencies, sm.num_channels)
+        return fraction, fraction * peak * self.shape(frequencies, channels)
 
 
 def complex_noise(noise_std: np.ndarray, spatial: tuple[int, ...],
@@ -568,17 +617,71 @@ def present_strata(records: Iterable[Mapping[str, Any]]) -> list[str]:
     return ["all"] + [s for s in ("inside", "beyond") if s in present]
 
 
-def simulate_clean(index: int, seed: int, spf_range: tuple[float, float], *,
-                   grid_range: tuple[int, int] = GRID_RANGE) -> tuple[SystemMatrix, Any]:
-    """Clean 2D SM number ``index`` (all frequencies) and its parameters; the sampler seed
-    is drawn from ``SeedSequence([seed, index])``."""
+def case_parameters(index: int, seed: int, spf_range: tuple[float, float], *,
+                    grid_range: tuple[int, int] | None = None, dims: int = 2) -> Any:
+    """Simulation parameters of ``dims``-D SM number ``index``
+    (:func:`pympisr.simulation.parameters.sample_parameters` with the samples-per-FWHM
+    range ``spf_range`` and the grid range per axis ``grid_range``, default
+    :data:`GRID_RANGES`); the sampler seed is drawn from ``SeedSequence([seed, index])``."""
     from .simulation.parameters import sample_parameters
+
+    dims = protocol_dims(dims=dims)
+    grid_range = GRID_RANGES[dims] if grid_range is None else grid_range
+    sampler_seed = int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
+    return sample_parameters(sampler_seed, dims=dims, ranges={
+        "samples_per_fwhm": tuple(spf_range), "grid": tuple(grid_range)})
+
+
+def simulate_clean(index: int, seed: int, spf_range: tuple[float, float], *,
+                   grid_range: tuple[int, int] | None = None, dims: int = 2
+                   ) -> tuple[SystemMatrix, Any]:
+    """Clean ``dims``-D SM number ``index`` (all frequencies) and its parameters
+    (:func:`case_parameters`). A 3D SM holds the full band (4.4 GB for 19^3 voxels);
+    :func:`simulate_kept` simulates only the components the protocol keeps."""
     from .simulation.system_matrix import simulate_system_matrix
 
-    sampler_seed = int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
-    params = sample_parameters(sampler_seed, dims=2, ranges={
-        "samples_per_fwhm": tuple(spf_range), "grid": tuple(grid_range)})
+    params = case_parameters(index, seed, spf_range, grid_range=grid_range, dims=dims)
     return simulate_system_matrix(params), params
+
+
+def simulate_kept(index: int, seed: int, spf_range: tuple[float, float], *,
+                  grid_range: tuple[int, int] | None = None, dims: int = 2,
+                  max_components: int | None = None
+                  ) -> tuple[SystemMatrix, np.ndarray, float, Any]:
+    """The components of SM ``index`` that carry signal (module docstring, step 2).
+
+    Returns ``(sm, pairs, peak, params)``: ``sm`` the clean SM on the frequency bins of
+    the kept components (3, K_sel, Nz, Ny, Nx); ``pairs`` (M, 2) ``(channel, position in
+    K_sel)`` of the kept components; ``peak`` max|S| for the noise floor (2D: over all
+    components; 3D: over the kept ones, the full band is never simulated at once);
+    ``params`` the simulation parameters. ``max_components`` default
+    :data:`MAX_COMPONENTS` of ``dims``.
+    """
+    from .simulation.generate import SelectionRule
+    from .simulation.system_matrix import component_energies, simulate_system_matrix
+
+    dims = protocol_dims(dims=dims)
+    rule = SelectionRule(max_components=MAX_COMPONENTS[dims] if max_components is None
+                         else max_components)
+    if dims == 2:
+        full, params = simulate_clean(index, seed, spf_range, grid_range=grid_range, dims=2)
+        flat = full.data.reshape(full.num_channels, full.num_frequencies, -1)
+        energy = np.einsum("ckn,ckn->ck", flat.real, flat.real, dtype=np.float64)
+        energy += np.einsum("ckn,ckn->ck", flat.imag, flat.imag, dtype=np.float64)
+        kept = rule.select(energy)                                        # (M, 2) (c, bin)
+        bins = np.unique(kept[:, 1])
+        sm = full.replace(data=full.data[:, bins], frequencies=full.frequencies[bins],
+                          frequency_indices=full.frequency_indices[bins])
+        peak = float(np.abs(full.data).max())
+    else:
+        params = case_parameters(index, seed, spf_range, grid_range=grid_range, dims=3)
+        stride = 2 if max(params.grid) > ENERGY_STRIDE_ABOVE else 1
+        kept = rule.select(component_energies(params, voxel_stride=stride))
+        bins = np.unique(kept[:, 1])
+        sm = simulate_system_matrix(params, frequencies=bins)
+        peak = float(np.abs(sm.data).max())
+    pairs = np.stack([kept[:, 0], np.searchsorted(bins, kept[:, 1])], axis=1)
+    return sm, pairs, peak, params
 
 
 def case_rng(seed: int, index: int, stream: int) -> np.random.Generator:
@@ -674,10 +777,11 @@ class ProtocolCase:
 class CalibrationCase(ProtocolCase):
     """One simulated calibration of the protocol.
 
-    ``clean`` (3, K_sel, 1, Ny, Nx) / ``noisy`` (3, K_sel, 1, ny, nx): SMs on the
-    frequency bins of the kept components; ``pairs`` (M, 2) ``(channel, position in
-    K_sel)`` of the kept components; ``noise_std`` (3, K_sel) true per-part std;
-    ``relative_noise`` (M,): ``noise_std`` over the clean fine component's max |S|.
+    ``clean`` (3, K_sel, Nz, Ny, Nx) / ``noisy`` (3, K_sel, nz, ny, nx) (``Nz = nz = 1``
+    in 2D): SMs on the frequency bins of the kept components; ``pairs`` (M, 2)
+    ``(channel, position in K_sel)`` of the kept components; ``noise_std`` (3, K_sel)
+    true per-part std; ``relative_noise`` (M,): ``noise_std`` over the clean fine
+    component's max |S|.
     """
 
     pairs: np.ndarray
@@ -685,26 +789,25 @@ class CalibrationCase(ProtocolCase):
 
 
 def simulate_case(index: int, seed: int, spf_range: tuple[float, float],
-                  floor: NoiseFloor | None = None, *, grid_range: tuple[int, int] = GRID_RANGE,
-                  task: str | Any = "denoise", scale: int | None = None) -> CalibrationCase:
-    """Simulate SM ``index``, keep its signal components, measure them as ``task``
+                  floor: NoiseFloor | None = None, *,
+                  grid_range: tuple[int, int] | None = None, task: str | Any = "denoise",
+                  scale: int | None = None, dims: int | None = None,
+                  max_components: int | None = None) -> CalibrationCase:
+    """Simulate ``dims``-D SM ``index`` (:func:`protocol_dims`: default the task's, or 2),
+    keep its signal components (:func:`simulate_kept`), measure them as ``task``
     (:func:`protocol_task`) would and add the noise floor (module docstring)."""
-    from .simulation.generate import default_rule
+    from .physics.fields import rfft_frequencies
 
-    rules = protocol_task(task, scale)
+    dims = protocol_dims(task, dims)
+    rules = protocol_task(task, scale, dims)
     floor = floor or NoiseFloor()
-    full, params = simulate_clean(index, seed, spf_range, grid_range=grid_range)
-    flat = full.data.reshape(full.num_channels, full.num_frequencies, -1)
-    energy = np.einsum("ckn,ckn->ck", flat.real, flat.real, dtype=np.float64)
-    energy += np.einsum("ckn,ckn->ck", flat.imag, flat.imag, dtype=np.float64)
-    kept = default_rule(2).select(energy)                                 # (M, 2) (c, bin)
-    bins = np.unique(kept[:, 1])
-    clean = fine_reference(rules, full.replace(
-        data=full.data[:, bins], frequencies=full.frequencies[bins],
-        frequency_indices=full.frequency_indices[bins]))
-    pairs = np.stack([kept[:, 0], np.searchsorted(bins, kept[:, 1])], axis=1)
-    fraction, noise_std = floor.draw(full, case_rng(seed, index, 0))
-    noise_std = noise_std[:, bins]
+    kept, pairs, peak, params = simulate_kept(index, seed, spf_range, grid_range=grid_range,
+                                              dims=dims, max_components=max_components)
+    clean = fine_reference(rules, kept)
+    # the floor's shape is normalised over the full band, as for the SM a scanner measures
+    fraction, noise_std = floor.draw_level(peak, rfft_frequencies(dims), kept.num_channels,
+                                           case_rng(seed, index, 0))
+    noise_std = noise_std[:, kept.frequency_indices]
     mask = case_mask(rules, clean, seed, index)
     noisy = measure(rules, clean, noise_std, mask, case_rng(seed, index, 1))
     background = complex_noise(noise_std, (20,), case_rng(seed, index, 2))   # (C, K, E)
@@ -812,6 +915,14 @@ class CalibrationResult:
         return out
 
 
+def kept_images(data: np.ndarray, pairs: np.ndarray, dims: int) -> np.ndarray:
+    """The kept components ``pairs`` (M, 2) ``(channel, frequency position)`` of SM data
+    ``(C, K, Nz, Ny, Nx)`` as images: ``(M, Ny, Nx)`` in 2D (the ``Nz = 1`` axis
+    dropped), ``(M, Nz, Ny, Nx)`` in 3D."""
+    comps = data[pairs[:, 0], pairs[:, 1]]
+    return comps[:, 0] if dims == 2 else comps
+
+
 def _scores(out: np.ndarray, clean: np.ndarray, missing: np.ndarray | None
             ) -> dict[str, float]:
     scores = {"psnr": psnr(out, clean), "ssim": ssim(out, clean)}
@@ -828,8 +939,9 @@ def evaluate_calibration(num_sms: int = 12, *, seed: int = 0,
                          spf_ranges: Sequence[tuple[float, float]] = DEFAULT_SPF_RANGES,
                          floor: NoiseFloor | None = None,
                          dct_factors: Sequence[float] | None = DCT_FACTORS,
-                         grid_range: tuple[int, int] = GRID_RANGE,
+                         grid_range: tuple[int, int] | None = None,
                          task: str | Any = "denoise", scale: int | None = None,
+                         dims: int | None = None, max_components: int | None = None,
                          progress: bool = True) -> CalibrationResult:
     """Run the calibration protocol (module docstring) on ``num_sms`` simulated SMs.
 
@@ -848,15 +960,27 @@ def evaluate_calibration(num_sms: int = 12, *, seed: int = 0,
         Samples-per-FWHM ranges used in turn by SM 0, 1, 2, ...
     floor:
         The noise floor (default :class:`NoiseFloor()`: white, fraction 1e-4 .. 1e-2).
+    grid_range:
+        Grid size range per axis of the simulated SMs (default :data:`GRID_RANGES`:
+        (12, 44) in 2D, (10, 19) in 3D).
     task, scale:
         The restoration task (:func:`protocol_task`): ``"denoise"``, ``"upsample"``,
-        ``"accelerate"`` (``scale`` default 2) or ``"inpaint"``, or a 2D Task.
+        ``"accelerate"`` (``scale`` default 2) or ``"inpaint"``, or a Task object.
+    dims:
+        2 or 3: the dimensionality of the simulated SMs (default: a Task object's, else
+        2; :func:`protocol_dims`). The default methods then use the shipped models of
+        that dimensionality.
+    max_components:
+        Kept components per SM (default :data:`MAX_COMPONENTS`: 400 in 2D, 300 in 3D).
     """
     from tqdm.auto import tqdm
 
     if num_sms < 1:
         raise ValueError(f"num_sms must be >= 1, got {num_sms}")
-    rules = protocol_task(task, scale)
+    dims = protocol_dims(task, dims)
+    rules = protocol_task(task, scale, dims)
+    grid_range = GRID_RANGES[dims] if grid_range is None else tuple(grid_range)
+    max_components = MAX_COMPONENTS[dims] if max_components is None else int(max_components)
     floor = floor or NoiseFloor()
     methods = dict(default_methods(task=rules) if methods is None else methods)
     if rules.grid_rule == "same":
@@ -875,15 +999,15 @@ def evaluate_calibration(num_sms: int = 12, *, seed: int = 0,
     records: list[dict[str, Any]] = []
     tuning_rows: list[dict[str, Any]] = []      # tuned methods per factor, per component
     cases: list[dict[str, Any]] = []
-    for i in tqdm(range(num_sms), desc=f"calibration protocol ({rules.name})", unit="SM",
-                  disable=not progress):
+    for i in tqdm(range(num_sms), desc=f"calibration protocol ({rules.name}, {dims}D)",
+                  unit="SM", disable=not progress):
         case = simulate_case(i, seed, spf_range_of(i, spf_ranges), floor, grid_range=grid_range,
-                             task=rules)
+                             task=rules, max_components=max_components)
         bins = relative_noise_bin(case.relative_noise)
-        clean = case.clean.data[case.pairs[:, 0], case.pairs[:, 1], 0]     # (M, Ny, Nx)
-        missing = None if case.mask is None else ~case.mask[0]
+        clean = kept_images(case.clean.data, case.pairs, dims)        # (M, [Nz,] Ny, Nx)
+        missing = None if case.mask is None else ~case.mask.reshape(clean.shape[1:])
         base = [{"sm": i, "stratum": case.stratum, "spf": round(case.spf, 3),
-                 "grid": "x".join(map(str, case.clean.grid[:2])),
+                 "grid": "x".join(map(str, case.clean.grid[:dims])),
                  "fraction": case.fraction, "channel": int(c),
                  "frequency_index": int(case.clean.frequency_indices[k]),
                  "relative_noise": float(rel), "bin": BIN_LABELS[int(b)]}
@@ -901,15 +1025,15 @@ def evaluate_calibration(num_sms: int = 12, *, seed: int = 0,
             if data.shape != case.clean.data.shape:
                 raise ValueError(f"method {name!r} returned shape {data.shape}, expected "
                                  f"{case.clean.data.shape} (the clean fine SM)")
-            comps = data[case.pairs[:, 0], case.pairs[:, 1], 0]
+            comps = kept_images(data, case.pairs, dims)
             for j, row in enumerate(base):
                 scores = _scores(comps[j], clean[j], missing)
                 if factor is None:
                     records.append({**row, "method": name, **scores})
                 else:
                     tuning_rows.append({**row, "method": name, **scores, "factor": factor})
-        cases.append({"sm": i, "grid": list(case.clean.grid[:2]),
-                      "measured_grid": list(case.noisy.grid[:2]), "spf": case.spf,
+        cases.append({"sm": i, "grid": list(case.clean.grid[:dims]),
+                      "measured_grid": list(case.noisy.grid[:dims]), "spf": case.spf,
                       "spf_sampled": float(case.params.extra.get("samples_per_fwhm", math.nan)),
                       "spf_range": list(case.spf_range), "stratum": case.stratum,
                       "floor_fraction": case.fraction, "kept_components": int(len(base)),
@@ -931,9 +1055,10 @@ def evaluate_calibration(num_sms: int = 12, *, seed: int = 0,
             chosen[name][label] = best
             records.extend({k: v for k, v in t.items() if k != "factor"}
                            for t in rows if t["factor"] == best)
-    settings = {"task": rules.name, "scale_factor": rules.scale_factor,
+    settings = {"task": rules.name, "scale_factor": rules.scale_factor, "dims": dims,
                 "num_sms": num_sms, "seed": seed, "spf_ranges": [list(r) for r in spf_ranges],
-                "grid_range": list(grid_range), "floor": floor.kind,
+                "grid_range": list(grid_range), "max_components": max_components,
+                "floor": floor.kind,
                 "floor_fraction_range": list(floor.fraction_range),
                 "dct_factors": factors if tuned else None, "tuned": list(tuned),
                 "references": references,
@@ -963,6 +1088,7 @@ def markdown_tables(result: CalibrationResult) -> str:
     task = result.task
     scale = result.settings.get("scale_factor", 1)
     label = task if task in ("denoise", "inpaint") else f"{task} x{scale}"
+    label += f", {result.settings.get('dims', 2)}D"
     blocks = []
     for stratum in result.strata():
         rows = {(r["bin"], r["method"]): r for r in summary if r["stratum"] == stratum}
@@ -1047,8 +1173,8 @@ def plot_calibration(result: CalibrationResult, path: str | os.PathLike[str], *,
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"Calibration protocol ({result.task}): {len(result.cases)} simulated 2D SMs, "
-                 "one noise floor per SM", fontsize=10)
+    fig.suptitle(f"Calibration protocol ({result.task}): {len(result.cases)} simulated "
+                 f"{result.settings.get('dims', 2)}D SMs, one noise floor per SM", fontsize=10)
     fig.tight_layout()
     with atomic_output(path, overwrite=overwrite) as tmp:
         fig.savefig(tmp, dpi=110, format="png")

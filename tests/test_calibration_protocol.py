@@ -349,3 +349,164 @@ def test_cli_calibration_super_resolution_and_wrong_models(tmp_path: Path, proto
     scaled = CliRunner().invoke(main, ["evaluate", "--protocol", "image", "--task", "denoise",
                                        "--scale", "2", "--out", str(tmp_path / "s")])
     assert scaled.exit_code != 0 and "--scale" in scaled.output
+
+
+# ---------------------------------------------------------------- 3D
+TINY_3D = dict(dims=3, grid_range=(6, 6), max_components=12)  # 6^3 grids, 12 components
+FLOOR_3D = NoiseFloor(fraction_range=(3e-3, 3e-3))
+
+
+@pytest.fixture(scope="module")
+def case3d() -> object:
+    """SM 0 of seed 6, 3D, 6^3, the 12 strongest components, floor 3e-3 x max|S|."""
+    return simulate_case(0, 6, (4.0, 12.0), FLOOR_3D, **TINY_3D)
+
+
+def test_protocol_task_and_dims() -> None:
+    from pympisr.calibration_protocol import protocol_dims, protocol_task
+
+    assert protocol_task("denoise", dims=3).dims == 3
+    assert protocol_task("accelerate", 2, 3).scale_factor == 2
+    assert protocol_dims("inpaint") == 2 and protocol_dims(get_task("denoise", 3)) == 3
+    assert protocol_dims("denoise", 3) == 3
+    with pytest.raises(ValueError, match="2D SMs"):  # the image protocol's call stays 2D
+        protocol_task(get_task("denoise", 3))
+    with pytest.raises(ValueError, match="dims must be 2 or 3"):
+        protocol_dims("denoise", 4)
+
+
+def test_3d_case_is_clean_plus_one_absolute_floor(case3d: object) -> None:
+    from pympisr.calibration_protocol import case_rng, complex_noise
+    from pympisr.simulation.system_matrix import component_energies
+
+    case = case3d
+    assert case.clean.dims == 3 and case.clean.grid == (6, 6, 6)
+    assert case.clean.data.shape == (3, case.clean.num_frequencies, 6, 6, 6)
+    assert case.params.dims == 3 and len(case.pairs) == 12
+    # the 12 kept components are the strongest (k >= 1) of the whole band
+    energy = component_energies(case.params)
+    energy[:, 0] = 0
+    strongest = np.sort(energy.ravel())[::-1][:12]
+    kept = energy[case.pairs[:, 0], case.clean.frequency_indices[case.pairs[:, 1]]]
+    np.testing.assert_allclose(np.sort(kept)[::-1], strongest)
+    # one absolute std, 3e-3 x the largest magnitude; the strongest component sits at 3e-3
+    peak = np.abs(case.clean.data).max()
+    np.testing.assert_allclose(case.noise_std, 3e-3 * peak, rtol=1e-6)
+    assert case.relative_noise.min() == pytest.approx(3e-3, rel=1e-5)
+    assert case.relative_noise.max() / case.relative_noise.min() > 3
+    noise = complex_noise(case.noise_std, case.clean.spatial_shape, case_rng(6, 0, 1))
+    np.testing.assert_array_equal(case.noisy.data, case.clean.data + noise)
+    assert case.stratum == ("inside" if case.spf <= 12 else "beyond")
+    assert case.spf == pytest.approx(
+        np.mean(6 * 4.16 / (case.params.beta * np.abs(case.params.gradient))
+                / case.params.fov))
+
+
+def test_3d_inpainting_and_coarse_measurements(case3d: object) -> None:
+    from pympisr.calibration_protocol import (case_mask, case_rng, fine_reference, measure,
+                                              protocol_task)
+
+    inpaint = protocol_task("inpaint", dims=3)
+    mask = case_mask(inpaint, case3d.clean, 6, 0)
+    assert mask.shape == (6, 6, 6) and (~mask).sum() == round(0.1 * 6 ** 3)
+    noisy = measure(inpaint, case3d.clean, case3d.noise_std, mask, case_rng(6, 0, 1))
+    assert np.all(noisy.data[:, :, ~mask] == 0) and np.all(noisy.data[:, :, mask] != 0)
+    accelerate = protocol_task("accelerate", 2, dims=3)
+    fine = fine_reference(accelerate, case3d.clean)
+    assert fine.data.shape[2:] == (5, 5, 5)  # the points a stride-2 calibration covers
+    coarse = measure(accelerate, fine, case3d.noise_std, None, case_rng(6, 0, 1))
+    assert coarse.data.shape[2:] == (3, 3, 3) and coarse.grid == (3, 3, 3)
+    spline = TaskBaseline(accelerate)
+    assert spline.name == "tricubic"
+    out = spline(coarse, case3d.noise_std)
+    assert out.data.shape == fine.data.shape and out.grid == fine.grid
+    np.testing.assert_allclose(out.data[:, :, ::2, ::2, ::2], coarse.data, atol=1e-4 * np.abs(
+        coarse.data).max())  # the spline interpolates the measured points
+
+
+def replay(case: object, calls: list[dict[str, object]]) -> object:
+    """A stand-in for ``simulate_case`` that records its arguments and returns ``case``
+    (the 3D simulation is the slow part; it is tested above)."""
+    def simulate(index: int, seed: int, spf_range: tuple[float, float], floor: object,
+                 **kwargs: object) -> object:
+        calls.append({"index": index, "seed": seed, "spf_range": spf_range, **kwargs})
+        return case
+
+    return simulate
+
+
+def test_evaluate_calibration_3d(case3d: object, tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from pympisr import calibration_protocol
+
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(calibration_protocol, "simulate_case", replay(case3d, calls))
+    lookup = {hashlib.sha1(case3d.noisy.data.tobytes()).hexdigest(): case3d.clean.data}
+
+    def perfect(sm: SystemMatrix, noise_std: np.ndarray) -> SystemMatrix:
+        return sm.replace(data=lookup[hashlib.sha1(sm.data.tobytes()).hexdigest()].copy())
+
+    result = evaluate_calibration(1, seed=6, spf_ranges=((4.0, 12.0),), floor=FLOOR_3D,
+                                  methods={DCT: dct_method(2.0), "perfect": perfect},
+                                  dct_factors=(1.5, 3.0), progress=False, **TINY_3D)
+    assert calls == [{"index": 0, "seed": 6, "spf_range": (4.0, 12.0), "grid_range": (6, 6),
+                      "task": calls[0]["task"], "max_components": 12}]
+    assert calls[0]["task"].dims == 3 and calls[0]["task"].name == "denoise"
+    assert result.methods == [NOISY, DCT, "perfect"]
+    assert result.settings["dims"] == 3 and result.settings["max_components"] == 12
+    assert result.cases[0]["grid"] == [6, 6, 6] and result.cases[0]["kept_components"] == 12
+    assert {r["grid"] for r in result.records} == {"6x6x6"}
+    rows = {(r["bin"], r["method"]): r for r in result.summary() if r["stratum"] == "all"}
+    assert sum(rows[(b, NOISY)]["n"] for b, m in rows if m == NOISY) == 12
+    for (label, method), row in rows.items():
+        assert rows[(label, "perfect")]["ssim"] == pytest.approx(1.0)
+        assert row["psnr"] <= rows[(label, "perfect")]["psnr"]
+        if method == DCT:  # denoising a 3D component beats the noisy one
+            assert row["psnr"] > rows[(label, NOISY)]["psnr"]
+    acc = [a for a in result.acceptance() if a["stratum"] == "all"]
+    assert {a["method"] for a in acc} == {"perfect"} and all(a["passes"] for a in acc)
+    table = markdown_tables(result)
+    assert "Calibration protocol (denoise, 3D): All SMs" in table
+    paths = write_calibration_results(result, tmp_path)
+    assert json.loads(paths["metrics"].read_text())["settings"]["dims"] == 3
+    assert paths["figure"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_calibration_3d_with_the_shipped_model(case3d: object, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from pympisr import calibration_protocol
+
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(calibration_protocol, "simulate_case", replay(case3d, calls))
+    out = tmp_path / "cal3d"
+    result = CliRunner().invoke(main, [
+        "evaluate", "--protocol", "calibration", "--dims", "3", "--task", "denoise",
+        "--num-sms", "1", "--spf-range", "4,12", "--max-components", "12", "--seed", "6",
+        "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert calls[0]["grid_range"] == (10, 19) and calls[0]["max_components"] == 12
+    assert calls[0]["spf_range"] == (4.0, 12.0) and calls[0]["task"].dims == 3
+    model = "pympisr:denoise_dncnn_small_nl_3d"
+    assert f"| rel. noise | n | noisy | DCT-F | {model} |" in result.output
+    assert "**Acceptance** (mean PSNR minus max(noisy, DCT-F)" in result.output
+    table = (out / "calibration_table.md").read_text()
+    bins = [line.split(" | ")[0][2:] for line in table.splitlines()
+            if line.startswith("| ") and line.split(" | ")[0][2:] in BIN_LABELS]
+    assert bins, "no relative-noise bin in the table"
+    acceptance = [line for line in table.splitlines() if line.startswith(f"| {model} |")]
+    assert len(acceptance) == 1 and ("ok" in acceptance[0] or "FAIL" in acceptance[0])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["settings"]["dims"] == 3 and metrics["cases"][0]["grid"] == [6, 6, 6]
+    assert metrics["settings"]["max_components"] == 12
+
+
+def test_cli_dims_is_for_the_calibration_protocol(tmp_path: Path) -> None:
+    image = CliRunner().invoke(main, ["evaluate", "--protocol", "image", "--dims", "3",
+                                      "--out", str(tmp_path / "i")])
+    assert image.exit_code == 2 and "--protocol image simulates 2D SMs only" in image.output
+    papers = CliRunner().invoke(main, ["evaluate", "--dims", "3", "--out", str(tmp_path / "p")])
+    assert papers.exit_code == 2 and "--dims is for --protocol calibration" in papers.output
+    wrong = CliRunner().invoke(main, ["evaluate", "--protocol", "calibration", "--dims", "3",
+                                      "--model", "denoise_dncnn_small_nl_2d", "--out",
+                                      str(tmp_path / "w")])
+    assert wrong.exit_code != 0 and "needs a 3D 'denoise' model" in wrong.output

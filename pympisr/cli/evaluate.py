@@ -4,9 +4,10 @@ Three protocols (DESIGN section 12): ``papers`` (default; degraded noisy copies 
 simulated test split's components at fixed relative noise levels, for every task:
 ``--task denoise|upsample|accelerate|inpaint``, :mod:`pympisr.evaluation`),
 ``calibration`` (one absolute noise floor per simulated SM, scores per relative-noise
-bin, :mod:`pympisr.calibration_protocol`) and ``image`` (phantom reconstructions with
-noisy / DCT-F / restored / clean SMs, :mod:`pympisr.image_protocol`). The last two
-simulate their own SMs and need no ``--data``.
+bin, :mod:`pympisr.calibration_protocol`; 2D SMs, or 3D with ``--dims 3``) and ``image``
+(phantom reconstructions with noisy / DCT-F / restored / clean SMs, 2D only,
+:mod:`pympisr.image_protocol`). The last two simulate their own SMs and need no
+``--data``.
 """
 
 from __future__ import annotations
@@ -83,7 +84,12 @@ def _parse_names(ctx: click.Context, param: click.Parameter, value: str | None
                    "examples.png, metrics.json; calibration writes calibration_*.csv/md/png "
                    "and metrics.json; image writes image_*.csv/md/png and metrics.json.")
 @click.option("--max-components", type=click.IntRange(min=1), default=None,
-              help="Evaluate at most N components, spread evenly over the split.")
+              help="papers: evaluate at most N components, spread evenly over the split; "
+                   "calibration: keep at most the N strongest components per simulated SM "
+                   "(default 400 in 2D, 300 in 3D).")
+@click.option("--dims", type=click.IntRange(2, 3), default=None,
+              help="calibration: simulate 2D (default) or 3D SMs and use the task's 2D or 3D "
+                   "models. The image protocol is 2D only; papers takes it from --data.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Noise seed (calibration/image: also of the simulated SMs).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
@@ -112,7 +118,7 @@ def command(protocol: str, task_name: str, scales: list[int] | None,
             max_components: int | None, seed: int, batch_size: int, no_dct: bool,
             dct_threshold: float | None, num_sms: int | None,
             spf_range: tuple[float, float] | None, noise_file: Path | None, snr_mode: str,
-            overwrite: bool) -> None:
+            dims: int | None, overwrite: bool) -> None:
     """Evaluate the classical baselines and MODELs (PSNR, SSIM, nRMSE; correlation for
     images).
 
@@ -125,12 +131,19 @@ def command(protocol: str, task_name: str, scales: list[int] | None,
     metrics.json to OUT. Without --model these two use the default shipped model.
     """
     models = tuple(models) + tuple(model_list or ())
+    if dims is not None and protocol == "papers":
+        raise click.UsageError("--protocol papers takes the dimensionality from the dataset "
+                               "(--data); --dims is for --protocol calibration")
+    if dims == 3 and protocol == "image":
+        raise click.UsageError("--protocol image simulates 2D SMs only; --dims 3 is for "
+                               "--protocol calibration")
     if protocol != "papers":
         _simulated_protocol(protocol, task_name=task_name, scales=scales, models=models,
                             trust_model=trust_model, out_dir=out_dir,
                             seed=seed, no_dct=no_dct, dct_threshold=dct_threshold,
                             num_sms=num_sms, spf_range=spf_range, noise_file=noise_file,
-                            snr_mode=snr_mode, overwrite=overwrite)
+                            snr_mode=snr_mode, dims=dims or 2,
+                            max_components=max_components, overwrite=overwrite)
         return
     if data is None:
         raise click.UsageError("--protocol papers needs --data (a dataset folder written by "
@@ -226,10 +239,12 @@ def _simulated_protocol(protocol: str, *, task_name: str, scales: list[int] | No
                         models: tuple[str, ...], trust_model: bool,
                         out_dir: Path, seed: int, no_dct: bool, dct_threshold: float | None,
                         num_sms: int | None, spf_range: tuple[float, float] | None,
-                        noise_file: Path | None, snr_mode: str, overwrite: bool) -> None:
+                        noise_file: Path | None, snr_mode: str, dims: int,
+                        max_components: int | None, overwrite: bool) -> None:
     """Run the calibration or image protocol for one task and write its files (see
     :func:`command`): the task's classical methods (``--no-dct`` drops the DCT-F ones)
-    and the models, 2D models of the task (and scale)."""
+    and the models, ``dims``-D models of the task (and scale); ``max_components``: kept
+    components per SM (calibration)."""
     from .. import calibration_protocol as cal
     from .. import image_protocol as img
     from ..atomic import check_output_path
@@ -249,7 +264,7 @@ def _simulated_protocol(protocol: str, *, task_name: str, scales: list[int] | No
         cal.calibration_output_paths(out_dir, overwrite=overwrite)
     else:
         img.image_output_paths(out_dir, overwrite=overwrite)
-    task = cal.protocol_task(task_name, scale)
+    task = cal.protocol_task(task_name, scale, dims)
     methods = cal.default_methods((), dct=not no_dct, task=task)
     for name, method in list(methods.items()):  # one fixed factor instead of the tuning
         make = cal.dct_variant(name, method)
@@ -258,17 +273,17 @@ def _simulated_protocol(protocol: str, *, task_name: str, scales: list[int] | No
     wanted = task_name + ("" if scale is None else f" x{scale}")
     for model in (models or (None,)):
         try:
-            restorer = OnnxRestorer(resolve_model(model, task=task_name, dims=2,
+            restorer = OnnxRestorer(resolve_model(model, task=task_name, dims=dims,
                                                   trust=trust_model, scale=scale))
         except PympisrError:
             raise  # the message names the model file
         except ValueError as exc:
             raise InvalidInputError(f"model {model!r}: {exc}") from exc
-        if (restorer.task != task_name or restorer.dims != 2
+        if (restorer.task != task_name or restorer.dims != dims
                 or (scale is not None and restorer.scale_factor != scale)):
             found = restorer.task + ("" if scale is None else f" x{restorer.scale_factor}")
             raise InvalidInputError(f"model {model!r}: a {restorer.dims}D {found!r} model; "
-                                    f"--task {task_name} needs a 2D {wanted!r} model")
+                                    f"--task {task_name} needs a {dims}D {wanted!r} model")
         label = "pympisr:" + (restorer.entry["name"] if restorer.entry else restorer.path.stem)
         if label in methods:
             raise click.BadParameter(f"two methods share the name {label!r}",
@@ -279,7 +294,8 @@ def _simulated_protocol(protocol: str, *, task_name: str, scales: list[int] | No
     if protocol == "calibration":
         result = cal.evaluate_calibration(
             num_sms or 12, seed=seed, methods=methods, spf_ranges=spf_ranges, floor=floor,
-            dct_factors=cal.DCT_FACTORS if dct_threshold is None else None, task=task)
+            dct_factors=cal.DCT_FACTORS if dct_threshold is None else None, task=task,
+            dims=dims, max_components=max_components)
         click.echo(cal.markdown_tables(result))
         paths = cal.write_calibration_results(result, out_dir, overwrite=overwrite)
     else:
