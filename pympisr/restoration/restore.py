@@ -179,9 +179,9 @@ class ComponentRestorer:
         """Super-resolution and inpainting: the network and the task's baseline with
         DCT-F, combined with the weight from held-out validation (:mod:`.safety`);
         components whose relative noise is below ``safety.network_floor`` (above the
-        network's fidelity) get the plain baseline, noise-only components (estimated
-        relative noise above ``safety.network_ceiling``) the baseline with DCT-F, as
-        in :meth:`denoise`. ``mask``: the inpainting mask of
+        network's fidelity) or that are noise only (estimated relative noise above
+        ``safety.network_ceiling``) get the classical method alone, as in
+        :meth:`denoise`. ``mask``: the inpainting mask of
         every component of the batch (grid shape, True = valid), else None."""
         batch = y.shape[0]
         masks = None if mask is None else np.broadcast_to(mask, y.shape)
@@ -192,36 +192,29 @@ class ComponentRestorer:
         peak = np.abs(y).reshape(batch, -1).max(axis=1)
         noise_only = estimated_relative_noise(y, sigma) > self.safety.network_ceiling
         net = (sigma >= self.safety.network_floor * peak) & ~noise_only
-        x = self.task.baseline(y, sigma, mask).astype(np.complex64)
+        x = self.classical(y, sigma, mask)
         a, b = np.zeros(batch), np.ones(batch)
-        if noise_only.any():
-            x[noise_only] = self.classical(y[noise_only], sigma[noise_only], mask,
-                                           filled=x[noise_only] if self.task.needs_mask
-                                           else None)
         if net.any():
             yn, sn = y[net], sigma[net]
             f = self.restorer(yn, mask=None if masks is None else masks[net], sigma=sn)
-            c = self.classical(yn, sn, mask, filled=x[net] if self.task.needs_mask else None)
             a[net] = self._holdout(yn, sn, mask)
             shape = (-1, *([1] * (y.ndim - 1)))
-            x[net] = (c + a[net].reshape(shape) * (f - c)).astype(np.complex64)
+            x[net] = (x[net] + a[net].reshape(shape) * (f - x[net])).astype(np.complex64)
             b[net] = 1 - a[net]
         codes = np.full(batch, ACTIONS.index("blended"))
         codes[a >= 0.95] = ACTIONS.index("restored")
         codes[b >= 0.95] = ACTIONS.index("baseline")
         return x, codes, a, b
 
-    def classical(self, y: np.ndarray, sigma: np.ndarray, mask: np.ndarray | None,
-                  filled: np.ndarray | None = None) -> np.ndarray:
+    def classical(self, y: np.ndarray, sigma: np.ndarray, mask: np.ndarray | None
+                  ) -> np.ndarray:
         """The task's baseline with DCT-F (SURE-chosen threshold): on the measured grid
-        before the spline (super-resolution), on the filled component (inpainting;
-        ``filled``: the baseline's fill of ``y`` when already computed)."""
+        before the spline (super-resolution), on the filled component (inpainting)."""
         from ..baselines.dct import dct_denoise_sure
 
         dims = y.ndim - 1
         if self.task.needs_mask:
-            if filled is None:
-                filled = self.task.baseline(y, sigma, mask)
+            filled = self.task.baseline(y, sigma, mask)
             return dct_denoise_sure(filled, sigma, dims=dims)[0].astype(np.complex64)
         smooth = dct_denoise_sure(y, sigma, dims=dims)[0]
         return self.task.baseline(smooth, sigma, mask).astype(np.complex64)

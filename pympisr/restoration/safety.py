@@ -41,9 +41,9 @@ Super-resolution and inpainting (held-out validation)
     ``x = c + a (f - c)`` that minimises that held-out error (:func:`holdout_weight`)
     is then used at full resolution. The judgement is made one level coarser
     (super-resolution) or on another mask (inpainting): a proxy, which the calibration
-    protocol measures. Components below ``network_floor`` get the plain baseline and
-    noise-only ones (above ``network_ceiling``) the baseline with DCT-F, as in
-    denoising.
+    protocol measures. Components below ``network_floor`` and noise-only ones (above
+    ``network_ceiling``) get the classical method ``c`` alone, as in denoising (where
+    ``y`` and DCT-F compete).
 
 Every task (discrepancy principle)
     The residual through the task's operator must be consistent with the noise:
