@@ -1,6 +1,7 @@
 """Benchmark: restore time of every task's shipped model on the issues' reference sizes.
 
     python benchmarks/bench_restore_tasks.py [--cases upsample2d,denoise3d,...] [--threads N]
+        [--model NAME_OR_ONNX]
 
 Cases (targets from the issues, 2 cores):
 
@@ -14,8 +15,8 @@ Cases (targets from the issues, 2 cores):
 
 Each SM is the reference scanner's (``reference_parameters``) with one absolute noise
 floor (``--floor`` x max|S| per part), restored with ``restore_system_matrix`` and the
-safety step, with the model the manifest lists first for the task. Prints a markdown
-table.
+safety step, with the model the manifest lists first for the task (or ``--model``).
+Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--model", default=None,
+                        help="manifest name or .onnx path used for every case given "
+                             "(default: the manifest's first model of each case's task)")
     parser.add_argument("--floor", type=float, default=1e-3,
                         help="noise std per part relative to the SM's maximum magnitude")
     args = parser.parse_args()
@@ -83,7 +87,7 @@ def main() -> None:
     rows = []
     for case in args.cases.split(","):
         task, scale, sm, std, mask = case_inputs(case, args.floor)
-        resolved = resolve_model(None, task=task, dims=sm.dims, scale=scale)
+        resolved = resolve_model(args.model, task=task, dims=sm.dims, scale=scale)
         restorer = OnnxRestorer(resolved, threads=threads)
         t0 = time.perf_counter()
         out = restore_system_matrix(sm, task=task, model=restorer, noise=std, mask=mask,

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,7 +127,26 @@ def read_manifest(directory: str | os.PathLike[str] | None = None) -> dict[str, 
         missing = {"name", "file", "task", "dims", "sha256"} - set(entry)
         if missing:
             raise ManifestError(f"{path}: models[{i}] lacks {sorted(missing)}")
+        _check_safety_entry(entry.get("safety", {}), f"{path}: models[{i}].safety")
     return manifest
+
+
+def _check_safety_entry(safety: Any, where: str) -> None:
+    """Raise :class:`ManifestError` unless ``safety`` maps option names of
+    :data:`pympisr.restoration.safety.MODEL_TUNABLE` to finite positive numbers."""
+    from .restoration.safety import MODEL_TUNABLE
+
+    if not isinstance(safety, dict):
+        raise ManifestError(f"{where}: a JSON object expected, got {type(safety).__name__}")
+    unknown = sorted(set(safety) - set(MODEL_TUNABLE))
+    if unknown:
+        raise ManifestError(f"{where}: unknown options {unknown}; known: "
+                            f"{list(MODEL_TUNABLE)}")
+    for key, value in safety.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value) or value <= 0:
+            raise ManifestError(f"{where}.{key}: a finite positive number expected, "
+                                f"got {value!r}")
 
 
 def write_manifest(manifest: dict[str, Any],

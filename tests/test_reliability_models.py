@@ -233,3 +233,29 @@ def test_no_shipped_model_embeds_an_absolute_path() -> None:
             except json.JSONDecodeError:
                 value = prop.value
             assert _absolute_strings(value, prop.key) == [], entry["name"]
+
+
+@pytest.mark.parametrize("safety, problem", [
+    ([1.0], "JSON object"), ({"tol": 2.0}, "unknown options"),
+    ({"network_ceiling": -1}, "finite positive"), ({"network_ceiling": True}, "finite positive"),
+    ({"network_ceiling": "1"}, "finite positive")])
+def test_manifest_safety_entry_is_checked(tmp_path: Path, safety: object, problem: str) -> None:
+    from pympisr.errors import ManifestError
+
+    manifest = read_manifest()
+    manifest["models"][0]["safety"] = safety
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps(manifest))
+    with pytest.raises(ManifestError, match=rf"models\[0\]\.safety.*{problem}"):
+        read_manifest(tmp_path)
+
+
+def test_restorer_reports_the_manifest_safety_entry(tmp_path: Path) -> None:
+    source = resolve_model(SHIPPED)
+    shutil.copy(source.path, tmp_path / source.path.name)
+    manifest = read_manifest()
+    entry = next(e for e in manifest["models"] if e["name"] == SHIPPED)
+    entry["safety"] = {"network_ceiling": 2.5}
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps({**manifest, "models": [entry]}))
+    restorer = OnnxRestorer(resolve_model(tmp_path / source.path.name))
+    assert restorer.recommended_safety == {"network_ceiling": 2.5}
+    assert OnnxRestorer(resolve_model(SHIPPED)).recommended_safety == {}

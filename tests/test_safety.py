@@ -304,3 +304,39 @@ def test_components_above_the_network_fidelity_get_the_classical_method() -> Non
     assert np.all(record.network_weight == 0)
     plain = task.baseline(y, sigma, None)
     assert np.mean(_mse(x, fine)) < np.mean(_mse(plain, fine))
+
+
+def test_the_model_recommends_the_network_ceiling_unless_the_caller_sets_it() -> None:
+    """``SafetyOptions(network_ceiling=None)`` takes the ceiling of the model's manifest
+    entry (``recommended_safety``), else the default 10; an explicit value wins."""
+    from pympisr.restoration.restore import ComponentRestorer
+    from pympisr.restoration.safety import DEFAULT_NETWORK_CEILING
+    from pympisr.tasks import get_task
+
+    class Recommending:
+        """Identity network recording its batch sizes, recommending a ceiling of 0.5."""
+
+        recommended_safety = {"network_ceiling": 0.5}
+
+        def __init__(self) -> None:
+            self.seen: list[int] = []
+
+        def __call__(self, z: np.ndarray, sigma: np.ndarray | None = None) -> np.ndarray:
+            self.seen.append(z.shape[0])
+            return z
+
+    clean = _smooth(2)
+    sig = np.array([0.05, 1.0])  # estimated relative noise ~0.05 and ~2 (between 0.5 and 10)
+    y = _noisy(clean, sig).astype(np.complex64)
+    relative = estimated_relative_noise(y, sig)
+    assert relative[0] < 0.5 < relative[1] < DEFAULT_NETWORK_CEILING
+    model = Recommending()
+    run = ComponentRestorer(model, get_task("denoise"), SafetyOptions())
+    assert run.safety.network_ceiling == 0.5
+    run(y, sig, None)
+    assert model.seen == [2]             # only the first component and its probe
+    model.seen.clear()
+    explicit = ComponentRestorer(model, get_task("denoise"), SafetyOptions(network_ceiling=10))
+    explicit(y, sig, None)
+    assert model.seen == [4]             # both components and their probes
+    assert SafetyOptions().for_model(None).network_ceiling == DEFAULT_NETWORK_CEILING

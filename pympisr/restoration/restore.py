@@ -127,14 +127,18 @@ class ComponentRestorer:
     task:
         Its task (grid rule, operator, baseline).
     safety:
-        :class:`SafetyOptions`, or None for the raw network output.
+        :class:`SafetyOptions`, or None for the raw network output; options left None
+        take the values the restorer recommends (``recommended_safety``, from the
+        model's manifest entry; :meth:`SafetyOptions.for_model`).
     seed:
         Seed of the Monte-Carlo SURE probes.
     """
 
     def __init__(self, restorer: OnnxRestorer, task: Task, safety: SafetyOptions | None,
                  seed: int = 0) -> None:
-        self.restorer, self.task, self.safety = restorer, task, safety
+        self.restorer, self.task = restorer, task
+        self.safety = None if safety is None else safety.for_model(
+            getattr(restorer, "recommended_safety", None))
         self.rng = np.random.default_rng(seed)
 
     def denoise(self, y: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray,
@@ -392,7 +396,7 @@ def restore_system_matrix(sm: SystemMatrix, *, task: str = "denoise",
         raise RestorationError(f"restoration with {restorer.name} produced non-finite "
                                  "values")
     metadata = _provenance(sm.metadata, restorer, task_obj, level, selected, record,
-                           safety, snr_thresh, grid_mask, mask_source)
+                           run.safety, snr_thresh, grid_mask, mask_source)
     restored = sm.replace(data=data, grid=out_grid, fov=out_fov, center=out_center,
                           metadata=metadata)
     if out_grid != sm.grid:

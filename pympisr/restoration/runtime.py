@@ -138,6 +138,14 @@ class OnnxRestorer:
         raw = self.metadata.get("noise_range")
         return json.loads(raw) if raw else None
 
+    @property
+    def recommended_safety(self) -> dict[str, float]:
+        """Safety-step options the manifest entry recommends for this model
+        (``"safety"``, e.g. ``{"network_ceiling": 1.0}``: chosen with the calibration
+        protocol; :meth:`pympisr.restoration.safety.SafetyOptions.for_model`); empty
+        for a model outside a manifest."""
+        return dict(self.entry.get("safety", {})) if self.entry else {}
+
     def describe(self) -> dict[str, Any]:
         """Provenance record: name, file, sha256, how the file was verified
         (``verification``: "manifest", "sidecar" or "trusted by user"), task, dims."""

@@ -59,18 +59,23 @@ under ``/_pympisr/restoration/``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..operators import LinearOperator
 
-__all__ = ["ACTIONS", "SafetyOptions", "SafetyRecord", "consistency_step",
-           "estimated_relative_noise", "holdout_weight", "sure_combination"]
+__all__ = ["ACTIONS", "DEFAULT_NETWORK_CEILING", "MODEL_TUNABLE", "SafetyOptions",
+           "SafetyRecord", "consistency_step", "estimated_relative_noise", "holdout_weight",
+           "sure_combination"]
 
 # action codes stored per component (int8): index into ACTIONS
 ACTIONS = ("copied", "restored", "blended", "baseline", "kept", "projected")
+# network_ceiling of a model whose manifest entry recommends none
+DEFAULT_NETWORK_CEILING = 10.0
+# SafetyOptions fields a model's manifest entry may recommend ("safety": {...})
+MODEL_TUNABLE = ("network_ceiling",)
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,12 @@ class SafetyOptions:
     Attributes
     ----------
     network_floor, network_ceiling:
-        Relative noise below / above which the network is not run (every task).
+        Relative noise below / above which the network is not run (every task); the
+        ceiling compares with the estimated relative noise
+        (:func:`estimated_relative_noise`). ``network_ceiling=None``: the value the
+        model's manifest entry recommends (``"safety": {"network_ceiling": ...}``,
+        chosen with the calibration protocol), else :data:`DEFAULT_NETWORK_CEILING`
+        (:meth:`for_model`).
     keep_below:
         Relative noise below which measured samples are kept exactly.
     tol:
@@ -92,7 +102,7 @@ class SafetyOptions:
     """
 
     network_floor: float = 1e-3
-    network_ceiling: float = 10.0
+    network_ceiling: float | None = None
     keep_below: float = 1e-4
     tol: float = 1.5
     probe_scale: float = 0.05
@@ -103,10 +113,19 @@ class SafetyOptions:
             value = getattr(self, name)
             if not (np.isfinite(value) and value >= 0):
                 raise ValueError(f"SafetyOptions.{name} must be finite and >= 0, got {value}")
-        if not self.network_ceiling > self.network_floor:
+        if self.network_ceiling is not None and not self.network_ceiling > self.network_floor:
             raise ValueError("SafetyOptions.network_ceiling must exceed network_floor")
         if self.probe_scale == 0:
             raise ValueError("SafetyOptions.probe_scale must be positive")
+
+    def for_model(self, recommended: Mapping[str, float] | None = None) -> SafetyOptions:
+        """These options with every field left None filled from ``recommended`` (a
+        model's manifest ``"safety"`` entry, keys of :data:`MODEL_TUNABLE`), else from
+        the defaults (:data:`DEFAULT_NETWORK_CEILING`)."""
+        if self.network_ceiling is not None:
+            return self
+        ceiling = (recommended or {}).get("network_ceiling", DEFAULT_NETWORK_CEILING)
+        return replace(self, network_ceiling=float(ceiling))
 
 
 @dataclass
