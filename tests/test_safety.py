@@ -340,3 +340,15 @@ def test_the_model_recommends_the_network_ceiling_unless_the_caller_sets_it() ->
     explicit(y, sig, None)
     assert model.seen == [4]             # both components and their probes
     assert SafetyOptions().for_model(None).network_ceiling == DEFAULT_NETWORK_CEILING
+
+
+def test_for_model_fills_only_the_options_left_open() -> None:
+    from pympisr.restoration.safety import DEFAULT_NETWORK_CEILING, DEFAULT_NETWORK_FLOOR
+
+    opened = SafetyOptions().for_model({"network_floor": 0.01})
+    assert (opened.network_floor, opened.network_ceiling) == (0.01, DEFAULT_NETWORK_CEILING)
+    assert SafetyOptions(network_floor=0.002).for_model(
+        {"network_floor": 0.01}).network_floor == 0.002
+    assert SafetyOptions().for_model({}).network_floor == DEFAULT_NETWORK_FLOOR
+    with pytest.raises(ValueError, match="ceiling"):
+        SafetyOptions(network_ceiling=0.005).for_model({"network_floor": 0.01})

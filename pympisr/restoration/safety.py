@@ -66,16 +66,18 @@ import numpy as np
 
 from ..operators import LinearOperator
 
-__all__ = ["ACTIONS", "DEFAULT_NETWORK_CEILING", "MODEL_TUNABLE", "SafetyOptions",
+__all__ = ["ACTIONS", "DEFAULT_NETWORK_CEILING", "DEFAULT_NETWORK_FLOOR", "MODEL_TUNABLE",
+           "SafetyOptions",
            "SafetyRecord", "consistency_step", "estimated_relative_noise", "holdout_weight",
            "sure_combination"]
 
 # action codes stored per component (int8): index into ACTIONS
 ACTIONS = ("copied", "restored", "blended", "baseline", "kept", "projected")
-# network_ceiling of a model whose manifest entry recommends none
+# network range of a model whose manifest entry recommends none (relative noise)
+DEFAULT_NETWORK_FLOOR = 1e-3
 DEFAULT_NETWORK_CEILING = 10.0
 # SafetyOptions fields a model's manifest entry may recommend ("safety": {...})
-MODEL_TUNABLE = ("network_ceiling",)
+MODEL_TUNABLE = ("network_floor", "network_ceiling")
 
 
 @dataclass(frozen=True)
@@ -87,9 +89,10 @@ class SafetyOptions:
     network_floor, network_ceiling:
         Relative noise below / above which the network is not run (every task); the
         ceiling compares with the estimated relative noise
-        (:func:`estimated_relative_noise`). ``network_ceiling=None``: the value the
-        model's manifest entry recommends (``"safety": {"network_ceiling": ...}``,
-        chosen with the calibration protocol), else :data:`DEFAULT_NETWORK_CEILING`
+        (:func:`estimated_relative_noise`). None: the value the model's manifest entry
+        recommends (``"safety": {"network_floor": ..., "network_ceiling": ...}``, the
+        range where the calibration protocol found the network useful), else
+        :data:`DEFAULT_NETWORK_FLOOR` / :data:`DEFAULT_NETWORK_CEILING`
         (:meth:`for_model`).
     keep_below:
         Relative noise below which measured samples are kept exactly.
@@ -101,7 +104,7 @@ class SafetyOptions:
         Let the classical baseline compete (denoising).
     """
 
-    network_floor: float = 1e-3
+    network_floor: float | None = None
     network_ceiling: float | None = None
     keep_below: float = 1e-4
     tol: float = 1.5
@@ -111,9 +114,12 @@ class SafetyOptions:
     def __post_init__(self) -> None:
         for name in ("network_floor", "keep_below", "tol", "probe_scale"):
             value = getattr(self, name)
+            if value is None and name == "network_floor":
+                continue
             if not (np.isfinite(value) and value >= 0):
                 raise ValueError(f"SafetyOptions.{name} must be finite and >= 0, got {value}")
-        if self.network_ceiling is not None and not self.network_ceiling > self.network_floor:
+        floor, ceiling = self.network_floor, self.network_ceiling
+        if not (floor is None or ceiling is None or ceiling > floor):
             raise ValueError("SafetyOptions.network_ceiling must exceed network_floor")
         if self.probe_scale == 0:
             raise ValueError("SafetyOptions.probe_scale must be positive")
@@ -121,11 +127,15 @@ class SafetyOptions:
     def for_model(self, recommended: Mapping[str, float] | None = None) -> SafetyOptions:
         """These options with every field left None filled from ``recommended`` (a
         model's manifest ``"safety"`` entry, keys of :data:`MODEL_TUNABLE`), else from
-        the defaults (:data:`DEFAULT_NETWORK_CEILING`)."""
-        if self.network_ceiling is not None:
-            return self
-        ceiling = (recommended or {}).get("network_ceiling", DEFAULT_NETWORK_CEILING)
-        return replace(self, network_ceiling=float(ceiling))
+        the defaults (:data:`DEFAULT_NETWORK_FLOOR`, :data:`DEFAULT_NETWORK_CEILING`).
+
+        Raises ValueError if the resulting floor is not below the ceiling."""
+        recommended = recommended or {}
+        defaults = {"network_floor": DEFAULT_NETWORK_FLOOR,
+                    "network_ceiling": DEFAULT_NETWORK_CEILING}
+        filled = {name: float(recommended.get(name, default))
+                  for name, default in defaults.items() if getattr(self, name) is None}
+        return replace(self, **filled) if filled else self
 
 
 @dataclass
