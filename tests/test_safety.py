@@ -158,19 +158,20 @@ def test_sure_tuned_dct_picks_a_larger_factor_for_pure_noise() -> None:
                                                    threshold=2.0), rtol=1e-9)
 
 
+class Recorder:
+    """Stands in for an OnnxRestorer: identity network that records its batch sizes."""
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def __call__(self, z: np.ndarray, sigma: np.ndarray | None = None) -> np.ndarray:
+        self.seen.append(z.shape[0])
+        return z
+
+
 def test_only_components_inside_the_network_range_reach_the_network() -> None:
     from pympisr.restoration.restore import ComponentRestorer
     from pympisr.tasks import get_task
-
-    class Recorder:
-        """Stands in for an OnnxRestorer: identity network that records its batches."""
-
-        def __init__(self) -> None:
-            self.seen: list[int] = []
-
-        def __call__(self, z: np.ndarray, sigma: np.ndarray | None = None) -> np.ndarray:
-            self.seen.append(z.shape[0])
-            return z
 
     clean = _smooth(3)
     sig = np.array([1e-5, 0.1, 50.0])  # relative noise 1e-5 (strong), 0.1, 50 (noise only)
@@ -313,17 +314,10 @@ def test_the_model_recommends_the_network_ceiling_unless_the_caller_sets_it() ->
     from pympisr.restoration.safety import DEFAULT_NETWORK_CEILING
     from pympisr.tasks import get_task
 
-    class Recommending:
-        """Identity network recording its batch sizes, recommending a ceiling of 0.5."""
+    class Recommending(Recorder):
+        """Recommends a network ceiling of 0.5 (as a manifest entry would)."""
 
         recommended_safety = {"network_ceiling": 0.5}
-
-        def __init__(self) -> None:
-            self.seen: list[int] = []
-
-        def __call__(self, z: np.ndarray, sigma: np.ndarray | None = None) -> np.ndarray:
-            self.seen.append(z.shape[0])
-            return z
 
     clean = _smooth(2)
     sig = np.array([0.05, 1.0])  # estimated relative noise ~0.05 and ~2 (between 0.5 and 10)

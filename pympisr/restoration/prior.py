@@ -160,7 +160,10 @@ def subspace_solve(basis: np.ndarray, y: np.ndarray, sigma: float, operator: Lin
             fit = p @ (gain * proj)
             risk = float(np.sum(np.abs(fit - yv) ** 2)) - 2 * m * var + 4 * var * float(gain.sum())
             if risk < best[0]:
-                coeff = qt.T @ (proj * np.where(s > 0, s / (s**2 + lam), 0.0))
+                positive = s > 0
+                inverse = np.zeros_like(s)
+                inverse[positive] = s[positive] / (s[positive] ** 2 + lam)
+                coeff = qt.T @ (proj * inverse)
                 best = (risk, r, rel, coeff)
     _, rank, rel, coeff = best
     x = (coeff @ basis[:rank]).reshape(out_shape)
