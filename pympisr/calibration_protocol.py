@@ -952,8 +952,8 @@ def evaluate_calibration(num_sms: int = 12, *, seed: int = 0,
         :func:`default_methods` of the task (classical methods, shipped default model).
         For grid-keeping tasks a method named ``"noisy"`` is always evaluated. A method
         with a DCT-F threshold (:func:`dct_variant`: :func:`dct_method`,
-        :class:`TaskBaseline` with DCT-F, any entry named ``"DCT-F"``) is evaluated with every factor of
-        ``dct_factors`` and, per bin, the best mean PSNR is reported (pass
+        :class:`TaskBaseline` with DCT-F, any entry named ``"DCT-F"``) is evaluated with
+        every factor of ``dct_factors`` and, per bin, the best mean PSNR is reported (pass
         ``dct_factors=None`` to evaluate the given factor as is). Methods with a true
         ``classical`` attribute are the references of the acceptance rule.
     spf_ranges:

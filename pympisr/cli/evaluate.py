@@ -126,9 +126,10 @@ def command(protocol: str, task_name: str, scales: list[int] | None,
     markdown tables (denoise: rows noise level, columns method; other tasks: rows method,
     columns grid-size bin x noise level; inpaint also in the masked region) and writes
     per-component and summary CSV files, the table, a figure of examples and
-    metrics.json to OUT (OUT/x<s>/ per scale when several are given). calibration / image: simulate NUM_SMS
-    SMs, print the protocol's tables and write its CSV files, table, figure and
-    metrics.json to OUT. Without --model these two use the default shipped model.
+    metrics.json to OUT (OUT/x<s>/ per scale when several are given). calibration /
+    image: simulate NUM_SMS SMs, print the protocol's tables and write its CSV files,
+    table, figure and metrics.json to OUT. Without --model these two use the default
+    shipped model.
     """
     models = tuple(models) + tuple(model_list or ())
     if dims is not None and protocol == "papers":
