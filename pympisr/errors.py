@@ -34,6 +34,7 @@ a ``LookupError``), so ``except ValueError`` keeps working.
 
     MDFWarning (UserWarning)          a tolerated quirk of an MDF file
     StandInDataWarning (UserWarning)  simulated stand-in files replace real data
+    FitWarning (UserWarning)          a simulator fit is weakly determined by its data
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from __future__ import annotations
 import os
 
 __all__ = ["CheckpointError", "ConfigError", "DataIntegrityError", "DataUnavailableError",
-           "DatasetError", "ExportCheckError", "StandInDataWarning",
+           "DatasetError", "ExportCheckError", "FitWarning", "StandInDataWarning",
            "InvalidInputError", "JuliaUnavailableError", "MDFError", "MDFWarning",
            "ManifestError",
            "ModelError", "ModelIntegrityError", "ModelLoadError", "ModelNotFoundError",
@@ -190,3 +191,9 @@ class DataIntegrityError(PympisrError, ValueError):
 class StandInDataWarning(UserWarning):
     """Simulated stand-in files are used in place of a public data set that is not in
     the cache (results are not those of the real measurement)."""
+
+
+class FitWarning(UserWarning):
+    """A simulator fit (:func:`pympisr.fitting.fit`) rests on components that are mostly
+    noise: the geometry is weakly determined and the Jacobian-based uncertainties are not
+    reliable."""

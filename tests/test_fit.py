@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import h5py
 import numpy as np
 import pytest
 
-from pympisr.errors import InvalidInputError
+from pympisr.errors import FitWarning, InvalidInputError
 from pympisr.fitting import ParameterSpace, fit, nominal_geometry
 from pympisr.simulation.mismatch import state_geometry
 from pympisr.simulation.parameters import SimulationParameters
@@ -42,9 +43,19 @@ def gauge_truth(stated_drive: np.ndarray):
 @pytest.fixture(scope="module")
 def fitted():
     sm, errors, sigma = noisy_stated(snr=30)
-    result = fit(sm, noise=sigma, components=16, states=(True,), max_nfev=25,
-                 progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FitWarning)  # SNR 30 is well determined
+        result = fit(sm, noise=sigma, components=16, states=(True,), max_nfev=25,
+                     progress=False)
     return sm, errors, result
+
+
+def test_noise_dominated_fit_warns():
+    """At SNR 1.5 the strongest components are mostly noise: the fit says its
+    geometry and uncertainties cannot be trusted."""
+    sm, _, sigma = noisy_stated(snr=1.5)
+    with pytest.warns(FitWarning, match="mostly noise"):
+        fit(sm, noise=sigma, components=8, states=(True,), max_nfev=1, progress=False)
 
 
 def test_fit_recovers_perturbed_geometry(fitted):

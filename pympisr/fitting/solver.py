@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ import numpy as np
 from scipy.optimize import least_squares
 from tqdm.auto import tqdm
 
-from ..errors import InvalidInputError
+from ..errors import FitWarning, InvalidInputError
 from ..physics import fields
 from ..restoration.noise_level import component_noise
 from ..simulation.system_matrix import simulate_spectra
@@ -46,13 +47,16 @@ from ..system_matrix import SystemMatrix
 from .model import Nominal, ParameterSpace, nominal_geometry
 from .result import FitResult
 
-__all__ = ["FIT_DEFAULTS", "fit", "frequency_bins", "select_components", "select_voxels"]
+__all__ = ["FIT_DEFAULTS", "MIN_SIGNAL_FRACTION", "fit", "frequency_bins",
+           "select_components", "select_voxels"]
 
 # per dims: strongest components used, voxels used, solver evaluations per state
 FIT_DEFAULTS: dict[int, dict[str, int]] = {
     2: {"components": 40, "max_voxels": 1600, "max_nfev": 40},
     3: {"components": 40, "max_voxels": 250, "max_nfev": 12},
 }
+# median share of signal energy in the chosen components below which fit() warns
+MIN_SIGNAL_FRACTION = 0.5
 _F_SCALE = 3.0
 _DIFF_STEP = 1e-3
 _EXAMPLES = 4
@@ -271,6 +275,8 @@ def fit(source: str | os.PathLike[str] | SystemMatrix, *, components: int | None
     measured = flat[chosen[:, 0], chosen[:, 1]][:, voxels].astype(np.complex128)
     rms = np.sqrt(np.mean(np.abs(measured) ** 2, axis=1))
     sigma = level.std[chosen[:, 0], chosen[:, 1]]
+    _warn_if_noise_dominated(flat[chosen[:, 0], chosen[:, 1]], sigma,
+                             "system matrix" if path is None else str(path))
     weights = 1.0 / np.sqrt(sigma**2 + (model_error * rms) ** 2)
     bins = frequency_bins(sm)[chosen[:, 1]]
     # every state gets a quarter of the evaluations; the best one continues
@@ -289,6 +295,23 @@ def fit(source: str | os.PathLike[str] | SystemMatrix, *, components: int | None
             fits[index] = (problem, res, float(res.cost))
     return _result(sm, path, nominal, problem, res, fits, chosen, level.source,
                    time.perf_counter() - started)
+
+
+def _warn_if_noise_dominated(components: np.ndarray, sigma: np.ndarray, source: str) -> None:
+    """:class:`~pympisr.errors.FitWarning` if the median share of signal energy
+    ``(||y||^2 - 2 N sigma^2) / ||y||^2`` of the chosen components ``(J, N)`` is below
+    :data:`MIN_SIGNAL_FRACTION`: the residual then jitters with the noise from one
+    geometry to the next (the solver stalls near its start) and the covariance of
+    ``(J^T J)^-1`` understates the error."""
+    energy = np.sum(np.abs(components) ** 2, axis=1, dtype=np.float64)
+    noise = 2.0 * components.shape[1] * np.asarray(sigma, dtype=np.float64) ** 2
+    fraction = float(np.median((energy - noise) / np.maximum(energy, np.finfo(float).tiny)))
+    if fraction < MIN_SIGNAL_FRACTION:
+        warnings.warn(FitWarning(
+            f"{source}: the {components.shape[0]} strongest components are mostly noise "
+            f"(median signal share of their energy {fraction:.2f} < "
+            f"{MIN_SIGNAL_FRACTION}); the fitted geometry is weakly determined and its "
+            "reported uncertainties are not reliable"), stacklevel=3)
 
 
 def _result(sm: SystemMatrix, path: Path | None, nominal: Nominal, problem: _Problem,
