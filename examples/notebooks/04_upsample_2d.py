@@ -15,8 +15,9 @@
 # positions of a 2D scan and collects four times the particles per position, but each
 # measured value is then the mean of the system matrix over a 2 x 2 block of the fine
 # grid (TranSMS, Guengoer et al. 2022). The `upsample` task restores the fine grid from
-# such block means with a network (VDSR on a bicubic start, noise-level input, data
-# consistency with the block means) and a safety step.
+# such block means with a network (the shipped default is TranSMS: a convolutional
+# transformer and a residual dense branch, noise-level input, data consistency with the
+# block means) and a safety step.
 #
 # There is no 2D OpenMPI calibration, so we simulate one with pympisr's simulator for a
 # 2D Lissajous scanner (the Bruker-like reference parameters: 12 mT drive field in x
