@@ -1,4 +1,5 @@
-"""Figures of system matrices: the strongest frequency components.
+"""Figures of system matrices (the strongest frequency components) and of reconstructed
+volumes (central slices side by side).
 
 Uses matplotlib's object API with the Agg canvas (no pyplot, no global backend
 change) and writes PNG files atomically.
@@ -7,13 +8,14 @@ change) and writes PNG files atomically.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from .atomic import atomic_output
 
-__all__ = ["plot_strongest_components", "strongest_components"]
+__all__ = ["plot_central_slices", "plot_strongest_components", "strongest_components"]
 
 
 def strongest_components(source: Any, count: int) -> list[dict[str, Any]]:
@@ -83,6 +85,34 @@ def plot_strongest_components(source: Any, path: str | os.PathLike[str], *,
             label += f"\n{comp['frequency'] / 1e3:.1f} kHz"
         mag_ax.set_title(label + " |S|", fontsize=8)
         phase_ax.set_title("phase", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+
+
+def plot_central_slices(volumes: Mapping[str, np.ndarray], path: str | os.PathLike[str], *,
+                        title: str | None = None, overwrite: bool = False) -> None:
+    """Plot the central slice of each volume side by side to a PNG (atomic write).
+
+    ``volumes`` maps a panel title to an image ``(Nz, Ny, Nx)`` (the central z slice is
+    shown; e.g. reconstructions from the measured, classical and restored SMs and the
+    phantom) or ``(Ny, Nx)``; each panel is scaled to its own range (gray).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not volumes:
+        raise ValueError("plot_central_slices needs at least one volume")
+    fig = Figure(figsize=(2.8 * len(volumes), 3.0), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(volumes), squeeze=False)[0]
+    for ax, (name, volume) in zip(axes, volumes.items()):
+        image = np.asarray(volume)
+        ax.imshow(image[image.shape[0] // 2] if image.ndim == 3 else image, origin="lower",
+                  cmap="gray")
+        ax.set_title(name, fontsize=9)
+        ax.set_axis_off()
     if title:
         fig.suptitle(title)
     with atomic_output(path, overwrite=overwrite) as tmp:

@@ -48,6 +48,13 @@ def test_plotting_paths_keep_the_backend(svg_backend: None, tmp_path: Path) -> N
                        fov=np.ones(3), center=np.zeros(3))
     pympisr.plotting.plot_strongest_components(item, tmp_path / "comps.png", components=3)
     assert matplotlib.get_backend() == "svg"
+    pympisr.plotting.plot_central_slices({"a": image[0], "b": image[0, 0]},
+                                         tmp_path / "slices.png", title="t")
+    assert matplotlib.get_backend() == "svg"
+    with pytest.raises(FileExistsError):
+        pympisr.plotting.plot_central_slices({"a": image[0]}, tmp_path / "slices.png")
+    with pytest.raises(ValueError, match="at least one"):
+        pympisr.plotting.plot_central_slices({}, tmp_path / "none.png")
 
     result = pympisr.evaluation.EvaluationResult.__new__(pympisr.evaluation.EvaluationResult)
     clean = comps[0, 0]
@@ -58,7 +65,7 @@ def test_plotting_paths_keep_the_backend(svg_backend: None, tmp_path: Path) -> N
     pympisr.evaluation.plot_examples(result, tmp_path / "examples.png")
     assert matplotlib.get_backend() == "svg"
 
-    for name in ("reco.png", "loss.png", "comps.png", "examples.png"):
+    for name in ("reco.png", "loss.png", "comps.png", "slices.png", "examples.png"):
         assert _is_png(tmp_path / name), name
 
 

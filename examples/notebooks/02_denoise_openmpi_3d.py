@@ -37,6 +37,7 @@ import pympisr
 from pympisr.baselines.dct import dct_denoise
 from pympisr.metrics import psnr
 from pympisr.openmpi import RECONSTRUCTION_SETTINGS, openmpi_data
+from pympisr.plotting import plot_central_slices
 from pympisr.restoration.noise_level import component_noise
 
 out = Path(os.environ.get("PYMPISR_NOTEBOOK_OUT", "notebook_output"))
@@ -228,17 +229,10 @@ if files.standin:
 
 # %%
 panels = dict(volumes, **({"phantom (truth)": phantom} if phantom is not None else {}))
-fig = Figure(figsize=(2.8 * len(panels), 3.0), layout="constrained")
-FigureCanvasAgg(fig)
-axes = fig.subplots(1, len(panels), squeeze=False)[0]
-for ax, (name, volume) in zip(axes, panels.items()):
-    ax.imshow(volume[volume.shape[0] // 2], origin="lower", cmap="gray")
-    ax.set_title(name, fontsize=9)
-    ax.set_axis_off()
-fig.suptitle("resolution phantom, central xy slice" + (" (stand-in data)" if files.standin
-                                                       else ""))
 reco_png = out / "02_reconstructions.png"
-fig.savefig(reco_png, dpi=100)
+title = "resolution phantom, central xy slice" + (" (stand-in data)" if files.standin
+                                                       else "")
+plot_central_slices(panels, reco_png, title=title, overwrite=True)
 written.append(reco_png)
 
 # %% [markdown]

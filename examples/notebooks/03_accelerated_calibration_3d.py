@@ -37,6 +37,7 @@ from matplotlib.figure import Figure
 import pympisr
 from pympisr.metrics import nrmse, psnr
 from pympisr.openmpi import RECONSTRUCTION_SETTINGS, openmpi_data
+from pympisr.plotting import plot_central_slices
 from pympisr.restoration.noise_level import component_noise
 from pympisr.tasks import get_task
 
@@ -213,17 +214,10 @@ for name in ("full", "tricubic", "restored"):
                                 lambd=settings["lambd"], iterations=settings["iterations"],
                                 rec_channels=settings["rec_channels"])
     volumes[name] = image.mean(axis=0)
-fig = Figure(figsize=(2.8 * len(volumes), 3.0), layout="constrained")
-FigureCanvasAgg(fig)
-axes = fig.subplots(1, len(volumes), squeeze=False)[0]
-for ax, (name, volume) in zip(axes, volumes.items()):
-    ax.imshow(volume[volume.shape[0] // 2], origin="lower", cmap="gray")
-    ax.set_title(f"{name} SM", fontsize=9)
-    ax.set_axis_off()
-fig.suptitle("resolution phantom, central xy slice" + (" (stand-in data)" if files.standin
-                                                       else ""))
 reco_png = out / "03_reconstructions.png"
-fig.savefig(reco_png, dpi=100)
+title = "resolution phantom, central xy slice" + (" (stand-in data)" if files.standin
+                                                       else "")
+plot_central_slices(volumes, reco_png, title=title, overwrite=True)
 written.append(reco_png)
 
 # %% [markdown]
