@@ -67,9 +67,8 @@ import numpy as np
 from ..operators import LinearOperator
 
 __all__ = ["ACTIONS", "DEFAULT_NETWORK_CEILING", "DEFAULT_NETWORK_FLOOR", "MODEL_TUNABLE",
-           "SafetyOptions",
-           "SafetyRecord", "consistency_step", "estimated_relative_noise", "holdout_weight",
-           "sure_combination"]
+           "SafetyOptions", "SafetyRecord", "consistency_step", "estimated_relative_noise",
+           "holdout_weight", "sure_combination"]
 
 # action codes stored per component (int8): index into ACTIONS
 ACTIONS = ("copied", "restored", "blended", "baseline", "kept", "projected")
@@ -112,10 +111,10 @@ class SafetyOptions:
     use_baseline: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("network_floor", "keep_below", "tol", "probe_scale"):
+        checked = ("keep_below", "tol", "probe_scale") + (
+            () if self.network_floor is None else ("network_floor",))
+        for name in checked:
             value = getattr(self, name)
-            if value is None and name == "network_floor":
-                continue
             if not (np.isfinite(value) and value >= 0):
                 raise ValueError(f"SafetyOptions.{name} must be finite and >= 0, got {value}")
         floor, ceiling = self.network_floor, self.network_ceiling
