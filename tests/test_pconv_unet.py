@@ -124,9 +124,12 @@ def test_bad_options() -> None:
         PConvUNet(dims=1)
 
 
-def test_onnx_export_with_mask_matches_torch_at_two_3d_shapes(tmp_path) -> None:
-    """End-to-end export (opset 17, float32) with the mask input; onnxruntime agrees
-    with PyTorch at two further 3D grids and random masks."""
+@pytest.mark.parametrize("fill_iterations", [0, 16])
+def test_onnx_export_with_mask_matches_torch_at_two_3d_shapes(tmp_path,
+                                                              fill_iterations: int) -> None:
+    """End-to-end export (opset 17, float32) with the mask input, with and without the
+    biharmonic fill inside the graph; onnxruntime agrees with PyTorch at two further 3D
+    grids and random masks."""
     import onnx
     import onnxruntime as ort
 
@@ -134,7 +137,10 @@ def test_onnx_export_with_mask_matches_torch_at_two_3d_shapes(tmp_path) -> None:
     from pympisr.tasks import get_task
 
     torch.manual_seed(0)
-    net = build_model("pconv-unet-tiny", dims=3, noise_channel=True).eval()
+    net = build_model("pconv-unet-tiny", dims=3, noise_channel=True,
+                      fill_iterations=fill_iterations).eval()
+    if fill_iterations:  # a non-zero residual, so that both parts of the graph count
+        torch.nn.init.normal_(net.decoder[-1].pconv.conv.weight, std=0.1)
     task = get_task("inpaint", 3)
     result = export_model(net, tmp_path / "pconv.onnx", metadata={"test": True}, task=task,
                           min_size=8)

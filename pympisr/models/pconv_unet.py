@@ -32,7 +32,12 @@ Layout (Liu, section 3.2; ``L`` levels, features ``f_1..f_L``, kernels ``k_1..k_
   LeakyReLU(0.2), except the last layer (to 2 output channels: real and imaginary
   part), which has neither.
 
-The output is the prediction at every grid point, missing ones included. Because the
+The output is the prediction at every grid point, missing ones included. With
+``fill_iterations > 0`` the network learns a residual instead: the output is the
+biharmonic fill of the input (:class:`~pympisr.models.biharmonic_fill.BiharmonicFill`,
+the classical baseline inside the graph) plus the U-Net's output, so that at zero
+noise the network only has to learn the correction to a 44 dB interpolant and, at the
+measured points, the denoising residual (as DnCNN's residual learning). Because the
 stride-2 convolutions round up and the decoder crops, any grid size works
 (``size_multiple = 1``); a level whose grid is already 1 point stays at 1 point. The
 graph has no shape-dependent Python branches, so one ONNX export serves every grid.
@@ -55,6 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .biharmonic_fill import BiharmonicFill
 from .layers import batch_norm as norm_layer
 from .layers import check_dims
 from .registry import register
@@ -180,6 +186,9 @@ class PConvUNet(nn.Module):
     batch_norm:
         Batch normalisation as in Liu et al. (all layers but the first encoder and
         the last decoder layer); without it the network is a plain partial-conv U-Net.
+    fill_iterations:
+        0: the output is the U-Net's; > 0: biharmonic fill of the input with this many
+        conjugate-gradient steps plus the U-Net's output (module docstring).
     """
 
     size_multiple = 1
@@ -189,7 +198,8 @@ class PConvUNet(nn.Module):
     def __init__(self, dims: int = 3, in_channels: int = 2,
                  features: Sequence[int] = (64, 128, 256, 512, 512, 512, 512),
                  kernel_sizes: Sequence[int] = (7, 5, 5, 3, 3, 3, 3),
-                 noise_channel: bool = False, batch_norm: bool = True) -> None:
+                 noise_channel: bool = False, batch_norm: bool = True,
+                 fill_iterations: int = 0) -> None:
         super().__init__()
         self.dims = check_dims(dims)
         features, kernel_sizes = tuple(features), tuple(kernel_sizes)
@@ -211,6 +221,11 @@ class PConvUNet(nn.Module):
                           in_channels if i == 1 else features[i - 2],
                           batch_norm=batch_norm, last=i == 1)
             for i in range(len(features), 0, -1))
+        self.fill = BiharmonicFill(dims, fill_iterations) if fill_iterations > 0 else None
+        if self.fill is not None:  # start as the biharmonic fill: a zero residual
+            last = self.decoder[-1].pconv.conv
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``x`` float ``(B, in_channels [+ 1], *grid)``, ``mask`` float ``(B, 1, *grid)``
@@ -228,4 +243,6 @@ class PConvUNet(nn.Module):
         for level in self.decoder:
             skip, skip_mask = skips.pop()
             h, m = level(h, m, skip, skip_mask)
-        return h
+        if self.fill is None:
+            return h
+        return self.fill(x[:, :self.in_channels], mask) + h
