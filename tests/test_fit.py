@@ -51,11 +51,15 @@ def fitted():
 
 
 def test_noise_dominated_fit_warns():
-    """At SNR 1.5 the strongest components are mostly noise: the fit says its
-    geometry and uncertainties cannot be trusted."""
+    """At SNR 1.5 too few components rise significantly above the noise: the fit
+    refuses. Made to use them anyway, it says its geometry and uncertainties cannot be
+    trusted."""
     sm, _, sigma = noisy_stated(snr=1.5)
-    with pytest.warns(FitWarning, match="mostly noise"):
+    with pytest.raises(InvalidInputError, match="rise above the noise"):
         fit(sm, noise=sigma, components=8, states=(True,), max_nfev=1, progress=False)
+    with pytest.warns(FitWarning, match="mostly noise"):
+        fit(sm, noise=sigma, components=8, states=(True,), max_nfev=1, progress=False,
+            min_significance=0.0)
 
 
 def test_fit_recovers_perturbed_geometry(fitted):
@@ -124,3 +128,44 @@ def test_parameter_space_round_trip():
     assert np.isclose(np.linalg.norm(values["easy_axis"]), 1.0)
     params = space.parameters(x)
     assert params.fluid is False and params.grid == sm.grid
+
+
+def test_components_without_signal_are_not_selected():
+    """Only components whose energy rises significantly above the noise are fitted: a
+    component without signal has a simulated counterpart near zero that changes shape
+    from one parameter value to the next and makes the cost jitter (solver docstring)."""
+    from pympisr.fitting.solver import select_components
+
+    sm, _, sigma = noisy_stated(snr=3)
+    clean = simulate_system_matrix(TRUTH, max_frequency=400e3)
+    n = sm.num_voxels
+    clean_energy = np.sum(np.abs(clean.data.reshape(*clean.data.shape[:2], -1)) ** 2, axis=-1)
+    noise_std = 2.0 * np.sqrt(n) * sigma**2  # std of a noise-only component's energy
+
+    def signal(chosen: np.ndarray) -> np.ndarray:
+        return clean_energy[chosen[:, 0], chosen[:, 1]] / noise_std
+
+    chosen = select_components(sm, np.full(sm.data.shape[:2], sigma), 40)
+    assert 3 <= chosen.shape[0] < 40
+    assert np.all(signal(chosen) > 1.0)
+    unfiltered = select_components(sm, np.full(sm.data.shape[:2], sigma), 40, 0.0)
+    assert unfiltered.shape[0] == 40 and np.any(signal(unfiltered) < 0.5)
+    with pytest.raises(InvalidInputError, match="rise above the noise"):
+        select_components(sm, np.full(sm.data.shape[:2], sigma), 40, 1e6)
+
+
+def test_stated_geometry_is_a_prior_for_weakly_determined_fits():
+    """At low SNR the stated geometry holds the estimate near it (the prior), and the
+    reported uncertainty includes the prior instead of understating the error."""
+    sm, _, sigma = noisy_stated(snr=3, seed=1)
+    nominal = nominal_geometry(sm)
+    tolerance = (0.002, 0.002, 0.002)  # a tight prior: the fit cannot leave the stated values
+    result = fit(sm, noise=sigma, components=12, states=(True,), max_nfev=6, progress=False,
+                 geometry_tolerance=tolerance)
+    assert np.allclose(result.values["gradient"][:2], nominal.gradient[:2], rtol=0.01)
+    assert np.all(np.abs(result.values["center"][:2] - nominal.center[:2])
+                  < 0.01 * nominal.fov[:2])
+    relative = result.uncertainties["gradient"][:2] / np.abs(result.values["gradient"][:2])
+    assert np.all(relative > 0.1 * tolerance[0]) and np.all(relative < 1.5 * tolerance[0])
+    with pytest.raises(InvalidInputError, match="tolerance"):
+        fit(sm, noise=sigma, progress=False, geometry_tolerance=(0.05, 0.0, 0.03))

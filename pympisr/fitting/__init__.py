@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from .solver import fit
+from .solver import FitProblem, fit
 from .model import Nominal, ParameterSpace, nominal_geometry
 from .result import FitResult
 
-__all__ = ["FitResult", "Nominal", "ParameterSpace", "fit", "nominal_geometry"]
+__all__ = ["FitProblem", "FitResult", "Nominal", "ParameterSpace", "fit", "nominal_geometry"]

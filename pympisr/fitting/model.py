@@ -175,6 +175,17 @@ class ParameterSpace:
             low, high = low + [-np.inf, -np.inf], high + [np.inf, np.inf]
         return np.array(low), np.array(high)
 
+    def geometry_prior_weights(self, tolerance: tuple[float, float, float]) -> np.ndarray:
+        """Inverse prior widths ``1 / tau`` of the geometry parameters (the first
+        ``3 dims - 1`` entries of the vector: log gradients, log drive ratios, centre
+        offsets in FOV units) for ``tolerance = (tau_gradient, tau_drive, tau_center)``."""
+        tau = np.asarray(tolerance, dtype=np.float64)
+        if tau.shape != (3,) or not np.all(np.isfinite(tau)) or np.any(tau <= 0):
+            raise InvalidInputError(f"geometry tolerance must be 3 positive numbers "
+                                    f"(gradient, drive, centre), got {tolerance!r}")
+        d = self.dims
+        return 1.0 / np.repeat(tau, [d, d - 1, d])
+
     def start(self, diameter: float = REFERENCE_DIAMETER, anisotropy: float = 1500.0,
               gamma: float = 1.0, azimuth: float = 0.75 * np.pi, polar: float = 0.5 * np.pi
               ) -> np.ndarray:

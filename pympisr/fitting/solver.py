@@ -14,7 +14,26 @@ least-squares problem in ``theta`` alone has residuals
 
 whitened by the component's noise std ``sigma_j`` (:mod:`pympisr.restoration.noise_level`)
 and a relative model-error floor ``rho`` so that strong components are not trusted beyond
-what the equilibrium model can reproduce. ``scipy.optimize.least_squares`` (trust region
+what the equilibrium model can reproduce.
+
+Only components whose energy is significantly above the noise take part: with complex
+white noise of per-part std ``sigma`` on ``N`` voxels the noise energy has mean
+``2 N sigma^2`` and std ``2 sqrt(N) sigma^2``, and a component is kept if its excess
+energy is at least ``z_min`` (default 5) of those stds. A component without signal has
+a simulated counterpart near zero whose shape changes arbitrarily from one parameter
+value to the next; with its free factor it fits the noise, and the cost then jumps by
+about one unit (whitened) between parameters 1e-5 apart, which stalls the solver at its
+start (measured at SNR 3: bins 813 and 751 of a 2D SM, simulated energy 1e-4 of the
+median).
+
+The file's stated geometry is a prior, not only a start value: the residuals include
+``p_g / tau_g`` for every geometry parameter (log gradient, log drive ratio, centre
+offset in FOV units) with tolerances ``tau`` (default 5 %, 5 %, 3 % of the FOV), i.e. a
+Gaussian prior around the stated values. Where the data determine the geometry (high
+SNR) the prior changes the estimate by a fraction ``(error / tau)^2`` of its error;
+where they do not (few significant components), the estimate stays near the stated
+values instead of drifting, and the covariance below includes the prior, so the
+reported uncertainty is that of the prior rather than an absurdly small number. ``scipy.optimize.least_squares`` (trust region
 reflective, robust loss ``soft_l1`` with ``f_scale`` 3 in these whitened units, finite
 difference Jacobian) minimises them on the strongest components and, in 3D, on a subset of
 voxels that contains the grid corners (where fluid particles' ``|G r|`` peaks, which
@@ -47,8 +66,8 @@ from ..system_matrix import SystemMatrix
 from .model import Nominal, ParameterSpace, nominal_geometry
 from .result import FitResult
 
-__all__ = ["FIT_DEFAULTS", "MIN_SIGNAL_FRACTION", "fit", "frequency_bins",
-           "select_components", "select_voxels"]
+__all__ = ["FIT_DEFAULTS", "FitProblem", "GEOMETRY_TOLERANCE", "MIN_SIGNAL_FRACTION", "MIN_SIGNIFICANCE",
+           "fit", "frequency_bins", "select_components", "select_voxels"]
 
 # per dims: strongest components used, voxels used, solver evaluations per state
 FIT_DEFAULTS: dict[int, dict[str, int]] = {
@@ -57,6 +76,10 @@ FIT_DEFAULTS: dict[int, dict[str, int]] = {
 }
 # median share of signal energy in the chosen components below which fit() warns
 MIN_SIGNAL_FRACTION = 0.5
+# default z_min of the component selection (module docstring)
+MIN_SIGNIFICANCE = 5.0
+# default prior widths of the stated geometry: log gradient, log drive, centre (FOV units)
+GEOMETRY_TOLERANCE = (0.05, 0.05, 0.03)
 _F_SCALE = 3.0
 _DIFF_STEP = 1e-3
 _EXAMPLES = 4
@@ -74,23 +97,30 @@ def frequency_bins(sm: SystemMatrix) -> np.ndarray:
     return bins.astype(np.int64)
 
 
-def select_components(sm: SystemMatrix, sigma: np.ndarray, count: int) -> np.ndarray:
-    """``(J, 2)`` (channel, row) of the ``count`` components with the largest energy
-    above the noise (``sum |y|^2 - 2 N sigma^2``), skipping the DC bin and channels
-    the trajectory does not drive (z in 2D)."""
+def select_components(sm: SystemMatrix, sigma: np.ndarray, count: int,
+                      min_significance: float = MIN_SIGNIFICANCE) -> np.ndarray:
+    """``(J, 2)`` (channel, row) of at most ``count`` components with the largest energy
+    above the noise (``sum |y|^2 - 2 N sigma^2``) among those whose excess is at least
+    ``min_significance`` stds of the noise energy (``2 sqrt(N) sigma^2``; module
+    docstring), skipping the DC bin and channels the trajectory does not drive (z in
+    2D)."""
     c, k = sm.data.shape[:2]
     n = sm.num_voxels
     energy = np.sum(np.abs(sm.data.reshape(c, k, -1)) ** 2, axis=-1, dtype=np.float64)
-    excess = energy - 2.0 * n * np.asarray(sigma) ** 2
+    sigma2 = np.broadcast_to(np.asarray(sigma, dtype=np.float64) ** 2, (c, k))
+    excess = energy - 2.0 * n * sigma2
     excess[:, frequency_bins(sm) == 0] = -np.inf
     excess[sm.dims:] = -np.inf
+    significant = excess >= min_significance * 2.0 * np.sqrt(n) * sigma2
     order = np.argsort(excess, axis=None)[::-1][:count]
     chosen = np.stack(np.unravel_index(order, (c, k)), axis=1)
     chosen = chosen[np.isfinite(excess[chosen[:, 0], chosen[:, 1]])
-                    & (excess[chosen[:, 0], chosen[:, 1]] > 0)]
+                    & (excess[chosen[:, 0], chosen[:, 1]] > 0)
+                    & significant[chosen[:, 0], chosen[:, 1]]]
     if chosen.shape[0] < 3:
-        raise InvalidInputError(f"only {chosen.shape[0]} components rise above the noise; "
-                                "the fit needs at least 3")
+        raise InvalidInputError(f"only {chosen.shape[0]} components rise above the noise by "
+                                f"{min_significance:g} stds of its energy; the fit needs "
+                                "at least 3")
     return chosen
 
 
@@ -108,13 +138,20 @@ def select_voxels(grid: tuple[int, int, int], max_voxels: int,
     return np.sort(np.concatenate([corners, extra]))
 
 
-class _Problem:
-    """Whitened variable-projection residuals of one particle state (module doc)."""
+class FitProblem:
+    """Whitened variable-projection residuals of one particle state (module doc).
+
+    ``measured`` ``(J, V)`` complex components on ``voxels``, ``channels`` and ``bins``
+    ``(J,)`` their receive channels and rfft bins, ``weights`` ``(J,)`` the whitening
+    factors, ``tolerance`` the geometry prior (None: none).
+    """
 
     def __init__(self, space: ParameterSpace, measured: np.ndarray, channels: np.ndarray,
-                 bins: np.ndarray, voxels: np.ndarray, weights: np.ndarray) -> None:
+                 bins: np.ndarray, voxels: np.ndarray, weights: np.ndarray,
+                 tolerance: tuple[float, float, float] | None = None) -> None:
         self.space, self.measured, self.channels = space, measured, channels
         self.voxels, self.weights = voxels, weights
+        self.prior = None if tolerance is None else space.geometry_prior_weights(tolerance)
         self.unique_bins, self.rows = np.unique(bins, return_inverse=True)
         self.evaluations = 0
 
@@ -135,7 +172,22 @@ class _Problem:
         sim = self.simulate(x)
         r = (self.measured - self.scales(sim, self.measured)[:, None] * sim)
         r *= self.weights[:, None]
-        return np.concatenate([r.real.ravel(), r.imag.ravel()])
+        parts = [r.real.ravel(), r.imag.ravel()]
+        if self.prior is not None:
+            parts.append(self.prior * x[:self.prior.size])
+        return np.concatenate(parts)
+
+    def information(self, x: np.ndarray, step: float = 1e-4) -> np.ndarray:
+        """Fisher information ``J^T J`` ``(P, P)`` of the whitened residuals at ``x``
+        (central differences with ``step``). With ``measured`` the noise-free data and
+        no prior, ``sqrt(diag(inv(J^T J)))`` is the Cramer-Rao bound of an unbiased
+        estimate from these components (the free factors are profiled out)."""
+        columns = []
+        for i in range(self.space.size):
+            h = step * np.eye(self.space.size)[i]
+            columns.append((self.residual(x + h) - self.residual(x - h)) / (2.0 * step))
+        jac = np.stack(columns, axis=1)
+        return jac.T @ jac
 
     def robust_cost(self, f: np.ndarray) -> float:
         """``least_squares``' soft-l1 cost of residuals ``f``."""
@@ -184,7 +236,7 @@ def _physical_uncertainty(space: ParameterSpace, x: np.ndarray,
     return out
 
 
-def _best_start(problem: _Problem, bar: Any) -> np.ndarray:
+def _best_start(problem: FitProblem, bar: Any) -> np.ndarray:
     best_x, best_cost = None, np.inf
     for x0 in _starts(problem.space):
         cost = problem.robust_cost(problem.residual(x0))
@@ -194,7 +246,7 @@ def _best_start(problem: _Problem, bar: Any) -> np.ndarray:
     return best_x
 
 
-def _solve(problem: _Problem, x0: np.ndarray, max_nfev: int, bar: Any) -> Any:
+def _solve(problem: FitProblem, x0: np.ndarray, max_nfev: int, bar: Any) -> Any:
     """Robust trust-region least squares from ``x0`` (module docstring)."""
     space = problem.space
     low, high = space.bounds()
@@ -213,7 +265,9 @@ def _solve(problem: _Problem, x0: np.ndarray, max_nfev: int, bar: Any) -> Any:
 def fit(source: str | os.PathLike[str] | SystemMatrix, *, components: int | None = None,
         max_voxels: int | None = None, max_nfev: int | None = None,
         noise: float | np.ndarray | None = None, states: tuple[bool, ...] = (True, False),
-        model_error: float = 0.01, seed: int = 0, progress: bool = True) -> FitResult:
+        model_error: float = 0.01, min_significance: float = MIN_SIGNIFICANCE,
+        geometry_tolerance: tuple[float, float, float] | None = GEOMETRY_TOLERANCE,
+        seed: int = 0, progress: bool = True) -> FitResult:
     """Fit geometry and particle parameters of the simulator to a measured SM.
 
     Each particle state in ``states`` is fitted from its best start value with a
@@ -240,6 +294,11 @@ def fit(source: str | os.PathLike[str] | SystemMatrix, *, components: int | None
         Particle states tried: True = fluid, False = immobilised.
     model_error:
         Relative model-error floor ``rho`` of the residual weights (module doc).
+    min_significance:
+        ``z_min`` of the component selection (module docstring).
+    geometry_tolerance:
+        Prior widths of the stated geometry (relative gradient, relative drive ratio,
+        centre in FOV units; module docstring); None fits without the prior.
     seed:
         Seed of the voxel subset.
     progress:
@@ -265,11 +324,12 @@ def fit(source: str | os.PathLike[str] | SystemMatrix, *, components: int | None
     components = defaults["components"] if components is None else int(components)
     max_voxels = defaults["max_voxels"] if max_voxels is None else int(max_voxels)
     max_nfev = defaults["max_nfev"] if max_nfev is None else int(max_nfev)
-    if components < 3 or max_voxels < 8 or max_nfev < 1:
-        raise InvalidInputError("fit needs components >= 3, max_voxels >= 8, max_nfev >= 1")
+    if components < 3 or max_voxels < 8 or max_nfev < 1 or not min_significance >= 0:
+        raise InvalidInputError("fit needs components >= 3, max_voxels >= 8, max_nfev >= 1 "
+                                "and min_significance >= 0")
     nominal = nominal_geometry(sm)
     level = component_noise(sm, noise)
-    chosen = select_components(sm, level.std, components)
+    chosen = select_components(sm, level.std, components, min_significance)
     voxels = select_voxels(sm.grid, max_voxels, np.random.default_rng(seed))
     flat = sm.data.reshape(*sm.data.shape[:2], -1)
     measured = flat[chosen[:, 0], chosen[:, 1]][:, voxels].astype(np.complex128)
@@ -281,11 +341,11 @@ def fit(source: str | os.PathLike[str] | SystemMatrix, *, components: int | None
     bins = frequency_bins(sm)[chosen[:, 1]]
     # every state gets a quarter of the evaluations; the best one continues
     screen = max(1, max_nfev // 4) if len(states) > 1 else max_nfev
-    fits: list[tuple[_Problem, Any, float]] = []
+    fits: list[tuple[FitProblem, Any, float]] = []
     with tqdm(disable=not progress, unit="sim", desc="fit") as bar:
         for fluid in states:
-            problem = _Problem(ParameterSpace(nominal, fluid), measured, chosen[:, 0], bins,
-                               voxels, weights)
+            problem = FitProblem(ParameterSpace(nominal, fluid), measured, chosen[:, 0], bins,
+                               voxels, weights, geometry_tolerance)
             res = _solve(problem, _best_start(problem, bar), screen, bar)
             fits.append((problem, res, float(res.cost)))
         index = int(np.argmin([cost for _, _, cost in fits]))
@@ -314,22 +374,22 @@ def _warn_if_noise_dominated(components: np.ndarray, sigma: np.ndarray, source: 
             "reported uncertainties are not reliable"), stacklevel=3)
 
 
-def _result(sm: SystemMatrix, path: Path | None, nominal: Nominal, problem: _Problem,
-            res: Any, fits: list[tuple[_Problem, Any, float]], chosen: np.ndarray,
+def _result(sm: SystemMatrix, path: Path | None, nominal: Nominal, problem: FitProblem,
+            res: Any, fits: list[tuple[FitProblem, Any, float]], chosen: np.ndarray,
             noise_source: str, elapsed: float) -> FitResult:
     space = problem.space
     sim = problem.simulate(res.x)
     scales = problem.scales(sim, problem.measured)
     resid = problem.measured - scales[:, None] * sim
     relative = np.linalg.norm(resid, axis=1) / np.linalg.norm(problem.measured, axis=1)
-    dof = res.fun.size - space.size - 2 * problem.measured.shape[0]
+    dof = 2 * problem.measured.size - space.size - 2 * problem.measured.shape[0]
     cov = _covariance(res.jac, res.fun, dof)
     flat = sm.data.reshape(*sm.data.shape[:2], -1)
     # example images: the strongest components, central z slice, on the full slice
     nx, ny, nz = sm.grid
     plane = nx * ny * (nz // 2) + np.arange(nx * ny)
     examples = chosen[:_EXAMPLES]
-    example_problem = _Problem(space, flat[examples[:, 0], examples[:, 1]][:, plane],
+    example_problem = FitProblem(space, flat[examples[:, 0], examples[:, 1]][:, plane],
                                examples[:, 0], frequency_bins(sm)[examples[:, 1]], plane,
                                np.ones(examples.shape[0]))
     ex_sim = example_problem.simulate(res.x)
