@@ -73,14 +73,7 @@ def bound(truth, sm, sigma) -> tuple[float, float]:
     clean = simulate_system_matrix(truth, frequencies=frequency_bins(sm))
     flat = clean.data.reshape(*clean.data.shape[:2], -1)
     space = ParameterSpace(nominal, truth.fluid)
-    c = np.exp(np.mean(np.log(truth.drive_amplitude[:d] / nominal.drive_amplitude[:d])))
-    x = space.start(truth.diameter, truth.anisotropy, gamma=truth.gamma,
-                    azimuth=np.arctan2(truth.easy_axis[1], truth.easy_axis[0]),
-                    polar=np.arccos(np.clip(truth.easy_axis[2], -1, 1)))
-    x[:d] = np.log(truth.gradient[:d] / c / nominal.gradient[:d])
-    basis = np.linalg.qr(np.eye(d) - 1.0 / d)[0][:, :d - 1]
-    x[d:2 * d - 1] = basis.T @ np.log(truth.drive_amplitude[:d] / c / nominal.drive_amplitude[:d])
-    x[2 * d - 1:3 * d - 1] = (truth.center[:d] - nominal.center[:d]) / nominal.fov[:d]
+    x = space.vector_of(truth)
     problem = FitProblem(space, flat[chosen[:, 0], chosen[:, 1]].astype(np.complex128),
                          chosen[:, 0], frequency_bins(sm)[chosen[:, 1]],
                          np.arange(sm.num_voxels), np.full(chosen.shape[0], 1.0 / sigma))

@@ -169,3 +169,24 @@ def test_stated_geometry_is_a_prior_for_weakly_determined_fits():
     assert np.all(relative > 0.1 * tolerance[0]) and np.all(relative < 1.5 * tolerance[0])
     with pytest.raises(InvalidInputError, match="tolerance"):
         fit(sm, noise=sigma, progress=False, geometry_tolerance=(0.05, 0.0, 0.03))
+
+
+def test_vector_of_a_simulation_is_its_gauge_equivalent():
+    """``ParameterSpace.vector_of(truth)`` simulates the truth's normalised components
+    (the gauge of the model docstring) and reproduces the gauge-free quantities."""
+    sm, _, _ = noisy_stated(snr=100)
+    space = ParameterSpace(nominal_geometry(sm), fluid=True)
+    x = space.vector_of(TRUTH)
+    assert abs(np.mean(np.log(space.values(x)["drive_amplitude"][:2]
+                              / space.nominal.drive_amplitude[:2]))) < 1e-12
+    true_fov = 2 * TRUTH.drive_amplitude[:2] / np.abs(TRUTH.gradient[:2])
+    assert np.allclose(space.gauge_invariants(x)["drive_fov"], true_fov, rtol=1e-12)
+    bins = np.arange(2, 40)
+    a = simulate_system_matrix(TRUTH, frequencies=bins).data[:2].reshape(2, bins.size, -1)
+    b = simulate_system_matrix(space.parameters(x), frequencies=bins).data[:2]
+    b = b.reshape(2, bins.size, -1)
+    scale = np.sum(b.conj() * a, axis=-1, keepdims=True) / np.sum(np.abs(b) ** 2, axis=-1,
+                                                                 keepdims=True)
+    assert np.linalg.norm(a - scale * b) < 1e-4 * np.linalg.norm(a)
+    with pytest.raises(InvalidInputError, match="fluid"):
+        ParameterSpace(nominal_geometry(sm), fluid=False).vector_of(TRUTH)

@@ -199,6 +199,28 @@ class ParameterSpace:
             x[self.index("azimuth")], x[self.index("polar")] = azimuth, polar
         return x
 
+    def vector_of(self, params: SimulationParameters) -> np.ndarray:
+        """The vector of ``params`` (e.g. a simulation's truth) in the fit's gauge
+        (module docstring): with ``c`` the geometric mean of ``A_true / A_nominal``,
+        ``(A, G, D^3, K) -> (A / c, G / c, c D^3, K / c)``, which simulates the same
+        normalised components."""
+        if params.dims != self.dims or bool(params.fluid) != self.fluid:
+            raise InvalidInputError(f"parameters of a {params.dims}D, fluid={params.fluid} "
+                                    f"simulation do not fit this {self.dims}D, "
+                                    f"fluid={self.fluid} parameter space")
+        d, nom = self.dims, self.nominal
+        drive = np.asarray(params.drive_amplitude, dtype=np.float64)[:d] / nom.drive_amplitude[:d]
+        c = float(np.exp(np.mean(np.log(drive))))
+        x = self.start(params.diameter * c ** (1.0 / 3.0), params.anisotropy / c,
+                       gamma=params.gamma,
+                       azimuth=float(np.arctan2(params.easy_axis[1], params.easy_axis[0])),
+                       polar=float(np.arccos(np.clip(params.easy_axis[2], -1.0, 1.0))))
+        x[:d] = np.log(np.asarray(params.gradient, dtype=np.float64)[:d] / c / nom.gradient[:d])
+        x[d:2 * d - 1] = self._basis.T @ np.log(drive / c)
+        x[2 * d - 1:3 * d - 1] = ((np.asarray(params.center, dtype=np.float64)[:d]
+                                   - nom.center[:d]) / nom.fov[:d])
+        return x
+
     def values(self, x: np.ndarray) -> dict[str, Any]:
         """Physical values of ``x``: gradient, drive_amplitude, center ((3,) arrays),
         diameter (m), anisotropy (J/m^3), fluid, gamma or easy_axis."""
