@@ -95,3 +95,25 @@ def test_pconv_unet_with_fill_starts_as_the_biharmonic_fill() -> None:
     opt.step()
     with torch.inference_mode():
         assert not torch.allclose(net.eval()(x, mask), y)
+
+
+def test_noise_scaled_residual_is_the_fill_at_zero_noise() -> None:
+    """``noise_scaled_residual``: the U-Net's correction is multiplied by the noise
+    channel, so a trained (non-zero) residual leaves the biharmonic fill unchanged at
+    zero noise and acts at a positive noise level; it needs the fill and the channel."""
+    torch.manual_seed(0)
+    net = build_model("pconv-unet-tiny", dims=3, noise_channel=True, fill_iterations=8,
+                      noise_scaled_residual=True).eval()
+    torch.nn.init.normal_(net.decoder[-1].pconv.conv.weight)
+    x = torch.randn(1, 3, 7, 6, 8)
+    mask = (torch.rand(1, 1, 7, 6, 8) > 0.2).float()
+    fill = BiharmonicFill(3, 8)(x[:, :2], mask)
+    with torch.inference_mode():
+        x[:, 2] = 0.0
+        assert torch.allclose(net(x, mask), fill, atol=1e-6)
+        x[:, 2] = 0.1
+        assert not torch.allclose(net(x, mask), fill, atol=1e-3)
+    with pytest.raises(ValueError, match="noise_scaled_residual"):
+        build_model("pconv-unet-tiny", dims=3, fill_iterations=8, noise_scaled_residual=True)
+    with pytest.raises(ValueError, match="noise_scaled_residual"):
+        build_model("pconv-unet-tiny", dims=3, noise_channel=True, noise_scaled_residual=True)

@@ -37,7 +37,11 @@ The output is the prediction at every grid point, missing ones included. With
 biharmonic fill of the input (:class:`~pympisr.models.biharmonic_fill.BiharmonicFill`,
 the classical baseline inside the graph) plus the U-Net's output, so that at zero
 noise the network only has to learn the correction to a 44 dB interpolant and, at the
-measured points, the denoising residual (as DnCNN's residual learning). Because the
+measured points, the denoising residual (as DnCNN's residual learning). With
+``noise_scaled_residual`` as well, the U-Net's output is multiplied by the relative noise
+level of the noise channel (the residual is learned in units of the noise, as DnCNN's
+noise estimate), so that at zero noise the network is exactly the biharmonic fill.
+Because the
 stride-2 convolutions round up and the decoder crops, any grid size works
 (``size_multiple = 1``); a level whose grid is already 1 point stays at 1 point. The
 graph has no shape-dependent Python branches, so one ONNX export serves every grid.
@@ -189,6 +193,9 @@ class PConvUNet(nn.Module):
     fill_iterations:
         0: the output is the U-Net's; > 0: biharmonic fill of the input with this many
         conjugate-gradient steps plus the U-Net's output (module docstring).
+    noise_scaled_residual:
+        With ``fill_iterations > 0`` and ``noise_channel``: the U-Net's output is
+        multiplied by the relative noise level (module docstring).
     """
 
     size_multiple = 1
@@ -199,7 +206,7 @@ class PConvUNet(nn.Module):
                  features: Sequence[int] = (64, 128, 256, 512, 512, 512, 512),
                  kernel_sizes: Sequence[int] = (7, 5, 5, 3, 3, 3, 3),
                  noise_channel: bool = False, batch_norm: bool = True,
-                 fill_iterations: int = 0) -> None:
+                 fill_iterations: int = 0, noise_scaled_residual: bool = False) -> None:
         super().__init__()
         self.dims = check_dims(dims)
         features, kernel_sizes = tuple(features), tuple(kernel_sizes)
@@ -222,6 +229,10 @@ class PConvUNet(nn.Module):
                           batch_norm=batch_norm, last=i == 1)
             for i in range(len(features), 0, -1))
         self.fill = BiharmonicFill(dims, fill_iterations) if fill_iterations > 0 else None
+        if noise_scaled_residual and (self.fill is None or not self.noise_channel):
+            raise ValueError("noise_scaled_residual needs fill_iterations > 0 and "
+                             "noise_channel")
+        self.noise_scaled_residual = bool(noise_scaled_residual)
         if self.fill is not None:  # start as the biharmonic fill: a zero residual
             last = self.decoder[-1].pconv.conv
             nn.init.zeros_(last.weight)
@@ -245,4 +256,6 @@ class PConvUNet(nn.Module):
             h, m = level(h, m, skip, skip_mask)
         if self.fill is None:
             return h
+        if self.noise_scaled_residual:
+            h = h * x[:, self.in_channels:]
         return self.fill(x[:, :self.in_channels], mask) + h
