@@ -124,9 +124,10 @@ def test_bad_options() -> None:
         PConvUNet(dims=1)
 
 
-@pytest.mark.parametrize("fill_iterations", [0, 16])
-def test_onnx_export_with_mask_matches_torch_at_two_3d_shapes(tmp_path,
-                                                              fill_iterations: int) -> None:
+@pytest.mark.parametrize("options", [{}, {"fill_iterations": 16},
+                                     {"fill_iterations": 16, "noise_scaled_residual": True,
+                                      "denoise_before_fill": True, "stem_layers": 2}])
+def test_onnx_export_with_mask_matches_torch_at_two_3d_shapes(tmp_path, options: dict) -> None:
     """End-to-end export (opset 17, float32) with the mask input, with and without the
     biharmonic fill inside the graph; onnxruntime agrees with PyTorch at two further 3D
     grids and random masks."""
@@ -137,9 +138,8 @@ def test_onnx_export_with_mask_matches_torch_at_two_3d_shapes(tmp_path,
     from pympisr.tasks import get_task
 
     torch.manual_seed(0)
-    net = build_model("pconv-unet-tiny", dims=3, noise_channel=True,
-                      fill_iterations=fill_iterations).eval()
-    if fill_iterations:  # a non-zero residual, so that both parts of the graph count
+    net = build_model("pconv-unet-tiny", dims=3, noise_channel=True, **options).eval()
+    if options:  # a non-zero residual, so that both parts of the graph count
         torch.nn.init.normal_(net.decoder[-1].pconv.conv.weight, std=0.1)
     task = get_task("inpaint", 3)
     result = export_model(net, tmp_path / "pconv.onnx", metadata={"test": True}, task=task,
@@ -154,7 +154,7 @@ def test_onnx_export_with_mask_matches_torch_at_two_3d_shapes(tmp_path,
     rng = np.random.default_rng(1)
     for batch, *grid in [(2, 6, 11, 9), (1, 13, 4, 10)]:
         sm = (rng.standard_normal((batch, 2, *grid)) * 1e-3).astype(np.float32)
-        sigma = np.full((batch, 1), 1e-4, np.float32)
+        sigma = np.full((batch, 1), 0.05, np.float32)
         mask = (rng.random((batch, 1, *grid)) > 0.2).astype(np.float32)
         out = session.run(["restored"], {"sm": sm, "sigma": sigma, "mask": mask})[0]
         with torch.inference_mode():

@@ -196,6 +196,11 @@ class PConvUNet(nn.Module):
     noise_scaled_residual:
         With ``fill_iterations > 0`` and ``noise_channel``: the U-Net's output is
         multiplied by the relative noise level (module docstring).
+    denoise_before_fill:
+        With ``fill_iterations > 0``: ``fill(x + r) + (1 - mask) r`` instead of
+        ``fill(x) + r`` for the residual ``r`` (module docstring).
+    stem_layers:
+        Full-resolution partial convolutions before the encoder (module docstring).
     """
 
     size_multiple = 1
@@ -206,7 +211,8 @@ class PConvUNet(nn.Module):
                  features: Sequence[int] = (64, 128, 256, 512, 512, 512, 512),
                  kernel_sizes: Sequence[int] = (7, 5, 5, 3, 3, 3, 3),
                  noise_channel: bool = False, batch_norm: bool = True,
-                 fill_iterations: int = 0, noise_scaled_residual: bool = False) -> None:
+                 fill_iterations: int = 0, noise_scaled_residual: bool = False,
+                 denoise_before_fill: bool = False, stem_layers: int = 0) -> None:
         super().__init__()
         self.dims = check_dims(dims)
         features, kernel_sizes = tuple(features), tuple(kernel_sizes)
@@ -218,7 +224,10 @@ class PConvUNet(nn.Module):
         self.in_channels = in_channels
         self.noise_channel = bool(noise_channel)
         first = in_channels + int(self.noise_channel)
-        widths = (first, *features)
+        self.stem = nn.ModuleList(
+            PartialConv(dims, (first if i == 0 else features[0],), features[0], 3)
+            for i in range(stem_layers))
+        widths = (features[0] if stem_layers else first, *features)
         self.encoder = nn.ModuleList(
             _EncoderLevel(dims, widths[i], widths[i + 1], kernel_sizes[i],
                           batch_norm and i > 0) for i in range(len(features)))
@@ -233,6 +242,9 @@ class PConvUNet(nn.Module):
             raise ValueError("noise_scaled_residual needs fill_iterations > 0 and "
                              "noise_channel")
         self.noise_scaled_residual = bool(noise_scaled_residual)
+        if denoise_before_fill and self.fill is None:
+            raise ValueError("denoise_before_fill needs fill_iterations > 0")
+        self.denoise_before_fill = bool(denoise_before_fill)
         if self.fill is not None:  # start as the biharmonic fill: a zero residual
             last = self.decoder[-1].pconv.conv
             nn.init.zeros_(last.weight)
@@ -244,9 +256,12 @@ class PConvUNet(nn.Module):
 
         Input values at missing positions do not influence the output.
         """
-        m = (mask > 0.5).to(x.dtype)
-        skips = [(x, m)]
-        h = x
+        known = (mask > 0.5).to(x.dtype)
+        h, m = x, known
+        for layer in self.stem:
+            h, m = layer(h, m)
+            h = torch.relu(h)
+        skips = [(h, m)]
         for level in self.encoder:
             h, m = level(h, m)
             skips.append((h, m))
@@ -258,4 +273,7 @@ class PConvUNet(nn.Module):
             return h
         if self.noise_scaled_residual:
             h = h * x[:, self.in_channels:]
-        return self.fill(x[:, :self.in_channels], mask) + h
+        measured = x[:, :self.in_channels]
+        if self.denoise_before_fill:
+            return self.fill(measured + h, mask) + (1.0 - known) * h
+        return self.fill(measured, mask) + h
