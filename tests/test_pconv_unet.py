@@ -126,7 +126,7 @@ def test_bad_options() -> None:
 
 @pytest.mark.parametrize("options", [{}, {"fill_iterations": 16},
                                      {"fill_iterations": 16, "noise_scaled_residual": True,
-                                      "denoise_before_fill": True, "stem_layers": 2}])
+                                      "stem_layers": 2}])
 def test_onnx_export_with_mask_matches_torch_at_two_3d_shapes(tmp_path, options: dict) -> None:
     """End-to-end export (opset 17, float32) with the mask input, with and without the
     biharmonic fill inside the graph; onnxruntime agrees with PyTorch at two further 3D

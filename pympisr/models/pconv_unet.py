@@ -196,9 +196,6 @@ class PConvUNet(nn.Module):
     noise_scaled_residual:
         With ``fill_iterations > 0`` and ``noise_channel``: the U-Net's output is
         multiplied by the relative noise level (module docstring).
-    denoise_before_fill:
-        With ``fill_iterations > 0``: ``fill(x + r) + (1 - mask) r`` instead of
-        ``fill(x) + r`` for the residual ``r`` (module docstring).
     stem_layers:
         Full-resolution partial convolutions before the encoder (module docstring).
     """
@@ -212,7 +209,7 @@ class PConvUNet(nn.Module):
                  kernel_sizes: Sequence[int] = (7, 5, 5, 3, 3, 3, 3),
                  noise_channel: bool = False, batch_norm: bool = True,
                  fill_iterations: int = 0, noise_scaled_residual: bool = False,
-                 denoise_before_fill: bool = False, stem_layers: int = 0) -> None:
+                 stem_layers: int = 0) -> None:
         super().__init__()
         self.dims = check_dims(dims)
         features, kernel_sizes = tuple(features), tuple(kernel_sizes)
@@ -242,9 +239,6 @@ class PConvUNet(nn.Module):
             raise ValueError("noise_scaled_residual needs fill_iterations > 0 and "
                              "noise_channel")
         self.noise_scaled_residual = bool(noise_scaled_residual)
-        if denoise_before_fill and self.fill is None:
-            raise ValueError("denoise_before_fill needs fill_iterations > 0")
-        self.denoise_before_fill = bool(denoise_before_fill)
         if self.fill is not None:  # start as the biharmonic fill: a zero residual
             last = self.decoder[-1].pconv.conv
             nn.init.zeros_(last.weight)
@@ -256,8 +250,7 @@ class PConvUNet(nn.Module):
 
         Input values at missing positions do not influence the output.
         """
-        known = (mask > 0.5).to(x.dtype)
-        h, m = x, known
+        h, m = x, (mask > 0.5).to(x.dtype)
         for layer in self.stem:
             h, m = layer(h, m)
             h = torch.relu(h)
@@ -273,7 +266,4 @@ class PConvUNet(nn.Module):
             return h
         if self.noise_scaled_residual:
             h = h * x[:, self.in_channels:]
-        measured = x[:, :self.in_channels]
-        if self.denoise_before_fill:
-            return self.fill(measured + h, mask) + (1.0 - known) * h
-        return self.fill(measured, mask) + h
+        return self.fill(x[:, :self.in_channels], mask) + h
