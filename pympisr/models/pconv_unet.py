@@ -41,8 +41,13 @@ measured points, the denoising residual (as DnCNN's residual learning). With
 ``noise_scaled_residual`` as well, the U-Net's output is multiplied by the relative noise
 level of the noise channel (the residual is learned in units of the noise, as DnCNN's
 noise estimate), so that at zero noise the network is exactly the biharmonic fill.
-Because the
-stride-2 convolutions round up and the decoder crops, any grid size works
+
+``stem_layers`` full-resolution partial convolutions (3^d kernels, ``features[0]``
+channels, ReLU) before the first stride-2 level give the network a full-resolution path
+(Liu's layout has one full-resolution layer, the last, which limits how well it denoises
+the measured points); the stem's output is then the level-0 skip.
+
+Because the stride-2 convolutions round up and the decoder crops, any grid size works
 (``size_multiple = 1``); a level whose grid is already 1 point stays at 1 point. The
 graph has no shape-dependent Python branches, so one ONNX export serves every grid.
 
