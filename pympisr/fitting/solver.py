@@ -30,10 +30,13 @@ The file's stated geometry is a prior, not only a start value: the residuals inc
 ``p_g / tau_g`` for every geometry parameter (log gradient, log drive ratio, centre
 offset in FOV units) with tolerances ``tau`` (default 5 %, 5 %, 3 % of the FOV), i.e. a
 Gaussian prior around the stated values. Where the data determine the geometry (high
-SNR) the prior changes the estimate by a fraction ``(error / tau)^2`` of its error;
-where they do not (few significant components), the estimate stays near the stated
-values instead of drifting, and the covariance below includes the prior, so the
-reported uncertainty is that of the prior rather than an absurdly small number. ``scipy.optimize.least_squares`` (trust region
+SNR, standard error ``s << tau``) the prior pulls the estimate towards the stated value
+by a fraction of about ``(s / tau)^2`` of their difference; where they do not (few
+significant components), the estimate stays near the stated values instead of
+drifting, and the covariance below includes the prior, so the reported uncertainty is
+that of the prior rather than an absurdly small number.
+
+``scipy.optimize.least_squares`` (trust region
 reflective, robust loss ``soft_l1`` with ``f_scale`` 3 in these whitened units, finite
 difference Jacobian) minimises them on the strongest components and, in 3D, on a subset of
 voxels that contains the grid corners (where fluid particles' ``|G r|`` peaks, which
@@ -66,8 +69,8 @@ from ..system_matrix import SystemMatrix
 from .model import Nominal, ParameterSpace, nominal_geometry
 from .result import FitResult
 
-__all__ = ["FIT_DEFAULTS", "FitProblem", "GEOMETRY_TOLERANCE", "MIN_SIGNAL_FRACTION", "MIN_SIGNIFICANCE",
-           "fit", "frequency_bins", "select_components", "select_voxels"]
+__all__ = ["FIT_DEFAULTS", "FitProblem", "GEOMETRY_TOLERANCE", "MIN_SIGNAL_FRACTION",
+           "MIN_SIGNIFICANCE", "fit", "frequency_bins", "select_components", "select_voxels"]
 
 # per dims: strongest components used, voxels used, solver evaluations per state
 FIT_DEFAULTS: dict[int, dict[str, int]] = {
