@@ -122,6 +122,10 @@ def test_bad_options() -> None:
         PConvUNet(dims=2, features=(4,), kernel_sizes=(4,))
     with pytest.raises(ValueError, match="dims"):
         PConvUNet(dims=1)
+    with pytest.raises(ValueError, match="stem_layers"):
+        PConvUNet(dims=2, features=(4,), kernel_sizes=(3,), stem_layers=-1)
+    with pytest.raises(ValueError, match="fill_iterations"):
+        PConvUNet(dims=2, features=(4,), kernel_sizes=(3,), fill_iterations=-2)
 
 
 @pytest.mark.parametrize("options", [{}, {"fill_iterations": 16},

@@ -223,6 +223,9 @@ class PConvUNet(nn.Module):
                              "non-empty and of equal length (one entry per level)")
         if any(k < 1 or k % 2 == 0 for k in kernel_sizes):
             raise ValueError(f"kernel sizes must be odd, got {kernel_sizes}")
+        if fill_iterations < 0 or stem_layers < 0:
+            raise ValueError(f"fill_iterations ({fill_iterations}) and stem_layers "
+                             f"({stem_layers}) must be >= 0")
         self.in_channels = in_channels
         self.noise_channel = bool(noise_channel)
         first = in_channels + int(self.noise_channel)
