@@ -97,6 +97,8 @@ def test_to_mdf_round_trip(fitted, tmp_path):
         assert f["/experiment/isSimulation"][()] == 1
         record = json.loads(f["/_pympisr/fit/record"][()])
         assert record["values"]["fluid"] is True
+        assert record["options"] == {"model_error": 0.01, "min_significance": 5.0,
+                                     "geometry_tolerance": [0.05, 0.05, 0.03]}
         np.testing.assert_allclose(f["/_pympisr/simulation/gradient"][()],
                                    result.values["gradient"])
     with pytest.raises(FileExistsError):

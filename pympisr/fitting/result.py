@@ -63,6 +63,9 @@ class FitResult:
         rfft bins of every row of the fitted system matrix (for :meth:`to_mdf`).
     noise_source, evaluations, elapsed, source, message:
         Noise-level rule, simulator calls, seconds, input path (or None), solver message.
+    options:
+        The fit's settings that shape the estimate: ``model_error``,
+        ``min_significance`` and ``geometry_tolerance`` (None: no prior).
     """
 
     parameters: SimulationParameters
@@ -86,6 +89,7 @@ class FitResult:
     elapsed: float
     source: str | None
     message: str
+    options: dict[str, Any]
 
     @property
     def fluid(self) -> bool:
@@ -128,7 +132,7 @@ class FitResult:
             "frequency_indices": self.frequency_indices,
             "relative_residual": self.relative_residual, "noise_source": self.noise_source,
             "evaluations": self.evaluations, "elapsed_s": self.elapsed, "source": self.source,
-            "message": self.message,
+            "message": self.message, "options": self.options,
             "gauge": "geometric mean of the drive amplitudes held at the nominal value"})
 
     def plot(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:

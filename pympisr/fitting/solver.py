@@ -356,8 +356,11 @@ def fit(source: str | os.PathLike[str] | SystemMatrix, *, components: int | None
         if screen < max_nfev and res.status == 0:  # stopped by the evaluation limit
             res = _solve(problem, res.x, max_nfev - screen, bar)
             fits[index] = (problem, res, float(res.cost))
+    options = {"model_error": model_error, "min_significance": min_significance,
+               "geometry_tolerance": None if geometry_tolerance is None
+               else list(geometry_tolerance)}
     return _result(sm, path, nominal, problem, res, fits, chosen, level.source,
-                   time.perf_counter() - started)
+                   time.perf_counter() - started, options)
 
 
 def _warn_if_noise_dominated(components: np.ndarray, sigma: np.ndarray, source: str) -> None:
@@ -379,7 +382,7 @@ def _warn_if_noise_dominated(components: np.ndarray, sigma: np.ndarray, source: 
 
 def _result(sm: SystemMatrix, path: Path | None, nominal: Nominal, problem: FitProblem,
             res: Any, fits: list[tuple[FitProblem, Any, float]], chosen: np.ndarray,
-            noise_source: str, elapsed: float) -> FitResult:
+            noise_source: str, elapsed: float, options: dict[str, Any]) -> FitResult:
     space = problem.space
     sim = problem.simulate(res.x)
     scales = problem.scales(sim, problem.measured)
@@ -409,4 +412,5 @@ def _result(sm: SystemMatrix, path: Path | None, nominal: Nominal, problem: FitP
         example_fitted=ex_fit.reshape(-1, ny, nx), nominal=nominal,
         source_frequency_indices=frequency_bins(sm), noise_source=noise_source,
         evaluations=sum(p.evaluations for p, _, _ in fits), elapsed=elapsed,
-        source=None if path is None else str(path), message=str(res.message))
+        source=None if path is None else str(path), message=str(res.message),
+        options=options)
