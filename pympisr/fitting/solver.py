@@ -70,7 +70,8 @@ from .model import Nominal, ParameterSpace, nominal_geometry
 from .result import FitResult
 
 __all__ = ["FIT_DEFAULTS", "FitProblem", "GEOMETRY_TOLERANCE", "MIN_SIGNAL_FRACTION",
-           "MIN_SIGNIFICANCE", "fit", "frequency_bins", "select_components", "select_voxels"]
+           "MIN_SIGNIFICANCE", "energy_above_noise", "fit", "frequency_bins",
+           "select_components", "select_voxels"]
 
 # per dims: strongest components used, voxels used, solver evaluations per state
 FIT_DEFAULTS: dict[int, dict[str, int]] = {
@@ -100,26 +101,32 @@ def frequency_bins(sm: SystemMatrix) -> np.ndarray:
     return bins.astype(np.int64)
 
 
+def energy_above_noise(data: np.ndarray, sigma: np.ndarray | float
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Energy ``sum |y|^2`` of each component of ``data`` ``(..., N)`` (complex, over its
+    ``N`` voxels), its excess over the mean noise energy ``2 N sigma^2`` and the std of
+    the noise energy ``2 sqrt(N) sigma^2`` (complex white noise of per-part std
+    ``sigma``, broadcast over the leading axes; module docstring)."""
+    n = data.shape[-1]
+    energy = np.sum(np.abs(data) ** 2, axis=-1, dtype=np.float64)
+    sigma2 = np.broadcast_to(np.asarray(sigma, dtype=np.float64) ** 2, energy.shape)
+    return energy, energy - 2.0 * n * sigma2, 2.0 * np.sqrt(n) * sigma2
+
+
 def select_components(sm: SystemMatrix, sigma: np.ndarray, count: int,
                       min_significance: float = MIN_SIGNIFICANCE) -> np.ndarray:
-    """``(J, 2)`` (channel, row) of at most ``count`` components with the largest energy
-    above the noise (``sum |y|^2 - 2 N sigma^2``) among those whose excess is at least
-    ``min_significance`` stds of the noise energy (``2 sqrt(N) sigma^2``; module
-    docstring), skipping the DC bin and channels the trajectory does not drive (z in
-    2D)."""
+    """``(J, 2)`` (channel, row): of the ``count`` components with the largest energy
+    above the noise (:func:`energy_above_noise`), those whose excess is positive and at
+    least ``min_significance`` stds of the noise energy (module docstring), skipping the
+    DC bin and channels the trajectory does not drive (z in 2D)."""
     c, k = sm.data.shape[:2]
-    n = sm.num_voxels
-    energy = np.sum(np.abs(sm.data.reshape(c, k, -1)) ** 2, axis=-1, dtype=np.float64)
-    sigma2 = np.broadcast_to(np.asarray(sigma, dtype=np.float64) ** 2, (c, k))
-    excess = energy - 2.0 * n * sigma2
+    _, excess, spread = energy_above_noise(sm.data.reshape(c, k, -1), sigma)
     excess[:, frequency_bins(sm) == 0] = -np.inf
     excess[sm.dims:] = -np.inf
-    significant = excess >= min_significance * 2.0 * np.sqrt(n) * sigma2
+    usable = (excess > 0) & (excess >= min_significance * spread)
     order = np.argsort(excess, axis=None)[::-1][:count]
     chosen = np.stack(np.unravel_index(order, (c, k)), axis=1)
-    chosen = chosen[np.isfinite(excess[chosen[:, 0], chosen[:, 1]])
-                    & (excess[chosen[:, 0], chosen[:, 1]] > 0)
-                    & significant[chosen[:, 0], chosen[:, 1]]]
+    chosen = chosen[usable[chosen[:, 0], chosen[:, 1]]]
     if chosen.shape[0] < 3:
         raise InvalidInputError(f"only {chosen.shape[0]} components rise above the noise by "
                                 f"{min_significance:g} stds of its energy; the fit needs "
@@ -369,9 +376,8 @@ def _warn_if_noise_dominated(components: np.ndarray, sigma: np.ndarray, source: 
     :data:`MIN_SIGNAL_FRACTION`: the residual then jitters with the noise from one
     geometry to the next (the solver stalls near its start) and the covariance of
     ``(J^T J)^-1`` understates the error."""
-    energy = np.sum(np.abs(components) ** 2, axis=1, dtype=np.float64)
-    noise = 2.0 * components.shape[1] * np.asarray(sigma, dtype=np.float64) ** 2
-    fraction = float(np.median((energy - noise) / np.maximum(energy, np.finfo(float).tiny)))
+    energy, excess, _ = energy_above_noise(components, sigma)
+    fraction = float(np.median(excess / np.maximum(energy, np.finfo(float).tiny)))
     if fraction < MIN_SIGNAL_FRACTION:
         warnings.warn(FitWarning(
             f"{source}: the {components.shape[0]} strongest components are mostly noise "
