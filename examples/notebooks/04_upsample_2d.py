@@ -45,7 +45,7 @@ from pympisr.openmpi import RECONSTRUCTION_SETTINGS
 from pympisr.phantoms import make_phantom
 from pympisr.restoration.noise_level import component_noise
 from pympisr.simulation.parameters import reference_parameters
-from pympisr.tasks import get_task
+from pympisr.tasks import Upsample, get_task
 
 out = Path(os.environ.get("PYMPISR_NOTEBOOK_OUT", "notebook_output"))
 out.mkdir(parents=True, exist_ok=True)
@@ -88,7 +88,7 @@ def complex_noise(shape: tuple[int, ...]) -> np.ndarray:
     return sigma * (rng.standard_normal(shape) + 1j * rng.standard_normal(shape))
 
 
-def coarse_calibration(scale: int) -> tuple[object, pympisr.SystemMatrix, Path]:
+def coarse_calibration(scale: int) -> tuple[Upsample, pympisr.SystemMatrix, Path]:
     """The upsample task for ``scale``, the noisy coarse calibration (with background
     frames and SNR) and its MDF file."""
     task = get_task("upsample", dims=2, scale_factor=scale)
@@ -122,7 +122,7 @@ task, coarse, coarse_path = coarse_calibration(2)
 # comparison.
 
 # %%
-def restore_and_interpolate(task, coarse: pympisr.SystemMatrix, path: Path
+def restore_and_interpolate(task: Upsample, coarse: pympisr.SystemMatrix, path: Path
                             ) -> dict[str, pympisr.SystemMatrix]:
     """Restore ``path`` with the shipped model of the task's scale and interpolate the
     coarse calibration bicubically; returns the versions to compare."""
