@@ -40,6 +40,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 import pympisr
+from pympisr.image_protocol import image_metrics
 from pympisr.metrics import nrmse, psnr, ssim
 from pympisr.openmpi import RECONSTRUCTION_SETTINGS
 from pympisr.phantoms import make_phantom
@@ -248,14 +249,12 @@ def reconstructions(versions: dict[str, pympisr.SystemMatrix], scale: int
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     correlation = {}
-    truth = panels["phantom"].ravel() - panels["phantom"].mean()
     for ax, (name, image) in zip(axes, panels.items()):
         ax.imshow(image, origin="lower", cmap="gray")
         ax.set_axis_off()
         title = name
         if name != "phantom":
-            a = image.ravel() - image.mean()
-            correlation[name] = float(a @ truth / (np.linalg.norm(a) * np.linalg.norm(truth)))
+            correlation[name] = image_metrics(image, panels["phantom"])["corr"]
             title += f"\ncorrelation {correlation[name]:.3f}"
         ax.set_title(f"{title} (x{scale})" if name in ("bicubic", "restored") else title,
                      fontsize=9)
