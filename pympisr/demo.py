@@ -12,8 +12,9 @@
 4. simulate a phantom measurement with the clean system matrix and reconstruct it with
    the noisy, the DCT-F, the restored and the clean system matrix (Kaczmarz);
 5. print system-matrix quality (PSNR/SSIM against the clean components, DESIGN
-   section 7) and image quality (normalised correlation and PSNR against the phantom),
-   and save a figure.
+   section 7) and image quality (Pearson correlation and PSNR after least-squares
+   scaling against the phantom, :func:`pympisr.image_protocol.image_metrics`, as in the
+   image protocol of DESIGN section 12), and save a figure.
 """
 
 from __future__ import annotations
@@ -73,15 +74,6 @@ def _component_quality(sm: SystemMatrix, clean: SystemMatrix, rows: np.ndarray) 
             float(np.mean([ssim(x, ref) for x, ref in pairs])))
 
 
-def _image_quality(image: np.ndarray, phantom: np.ndarray) -> tuple[float, float]:
-    """Normalised correlation and PSNR (both scaled to unit max) of an image vs the phantom."""
-    a = image.ravel() / max(float(np.abs(image).max()), 1e-30)
-    b = phantom.ravel() / float(phantom.max())
-    corr = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
-    mse = float(np.mean((a - b) ** 2))
-    return corr, 10 * np.log10(1.0 / mse)
-
-
 def run_demo(out_dir: str | os.PathLike[str] = "pympisr_demo", *, grid: int = 32, seed: int = 0,
              noise: float = 0.002, snr_thresh: float = 2.0, model: str | None = None,
              overwrite: bool = False, progress: bool = True,
@@ -104,6 +96,7 @@ def run_demo(out_dir: str | os.PathLike[str] = "pympisr_demo", *, grid: int = 32
 
     from .atomic import ensure_directory
     from .errors import InvalidInputError
+    from .image_protocol import image_metrics
     from .mdf.summary import describe, format_summary
 
     if isinstance(grid, bool) or not isinstance(grid, int) or grid < 4:
@@ -157,9 +150,10 @@ def run_demo(out_dir: str | os.PathLike[str] = "pympisr_demo", *, grid: int = 32
                                     iterations=10, lambd=1e-3, bg_correction=False)[0]
         images[name] = image
         sm_psnr, sm_ssim = _component_quality(sm, clean, rows)
-        corr, img_psnr = _image_quality(image, phantom)
+        quality = image_metrics(image, phantom)
         table.append({"system matrix": name, "SM PSNR (dB)": sm_psnr, "SM SSIM": sm_ssim,
-                      "image correlation": corr, "image PSNR (dB)": img_psnr})
+                      "image correlation": quality["corr"],
+                      "image PSNR (dB)": quality["psnr"]})
     _save_figure(files["figure"], versions, rows, phantom, images)
     return DemoResult(files=files, rows=table)
 

@@ -31,6 +31,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 import pympisr
+from pympisr.image_protocol import image_metrics
 from pympisr.mdf import describe
 from pympisr.mdf.summary import format_summary
 from pympisr.openmpi import RECONSTRUCTION_SETTINGS, openmpi_data
@@ -129,8 +130,7 @@ table = {"standin": files.standin, "rows_used": int(len(rows)),
 if files.standin:
     meas = pympisr.load_measurement(files.measurement)
     phantom = np.asarray(meas.metadata["/_pympisr/phantom"], np.float64)
-    a, b = volume.ravel() - volume.mean(), phantom.ravel() - phantom.mean()
-    table["correlation_with_phantom"] = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+    table["correlation_with_phantom"] = image_metrics(volume, phantom)["corr"]
 print(table)
 table_json = out / "01_table.json"
 table_json.write_text(json.dumps(table, indent=2))

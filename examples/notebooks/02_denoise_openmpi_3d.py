@@ -35,6 +35,7 @@ from matplotlib.figure import Figure
 
 import pympisr
 from pympisr.baselines.dct import dct_denoise
+from pympisr.image_protocol import image_metrics
 from pympisr.metrics import psnr
 from pympisr.openmpi import RECONSTRUCTION_SETTINGS, openmpi_data
 from pympisr.plotting import plot_central_slices
@@ -246,9 +247,7 @@ table = {"standin": files.standin, "restore_snr": RESTORE_SNR,
 for name, volume in volumes.items():
     entry = {"max_over_mean": float(volume.max() / abs(volume.mean()))}
     if phantom is not None:
-        a, b = volume.ravel() - volume.mean(), phantom.ravel() - phantom.mean()
-        entry["correlation_with_phantom"] = float(a @ b / (np.linalg.norm(a)
-                                                           * np.linalg.norm(b)))
+        entry["correlation_with_phantom"] = image_metrics(volume, phantom)["corr"]
     table[name] = entry
 print(json.dumps(table, indent=2))
 table_json = out / "02_table.json"
