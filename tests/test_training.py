@@ -17,6 +17,7 @@ from pympisr.tasks import SampleOptions
 from pympisr.training import (ComponentDataset, StepBatchSampler, Trainer,
                               TrainingConfig, load_checkpoint, load_config, masked_l1,
                               weighted_masked_l1)
+from pympisr.training.losses import noise_level_weights
 
 CONFIGS = Path(__file__).resolve().parents[1] / "pympisr" / "configs"
 
@@ -161,6 +162,28 @@ def test_weighted_l1_weights_missing_pixels() -> None:
     assert loss.item() == pytest.approx((1 + 3) / 2)
 
 
+def test_sample_weights_make_the_losses_a_weighted_mean_over_samples() -> None:
+    pred = torch.zeros(2, 1, 1, 2)
+    target = torch.tensor([[[[1.0, 1.0]]], [[[4.0, 4.0]]]])
+    valid = torch.ones(2, 1, 1, 2)
+    weights = torch.tensor([3.0, 1.0])
+    assert masked_l1(pred, target, valid, weights).item() == pytest.approx((3 + 4) / 4)
+    known = torch.ones(2, 1, 1, 2)
+    assert weighted_masked_l1(pred, target, valid, known, sample_weight=weights).item() \
+        == pytest.approx((3 + 4) / 4)
+    # uniform weights change nothing
+    assert masked_l1(pred, target, valid, torch.full((2,), 0.3)).item() \
+        == pytest.approx(masked_l1(pred, target, valid).item())
+
+
+def test_noise_level_weights_favour_clean_samples_and_need_a_floor() -> None:
+    w = noise_level_weights(torch.tensor([[0.0], [0.02], [0.98]]), 0.02)
+    assert w.tolist() == pytest.approx([50.0, 25.0, 1.0])
+    assert noise_level_weights(torch.tensor([0.0, 1.0]), 0.02, power=0.0).tolist() == [1, 1]
+    with pytest.raises(ValueError, match="floor"):
+        noise_level_weights(torch.tensor([0.1]), 0.0)
+
+
 # ------------------------------------------------------------------ config
 def test_shipped_configs_parse() -> None:
     files = sorted(CONFIGS.glob("*.toml"))
@@ -181,6 +204,9 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path: Path) -> None:
     bad.write_text('[data]\nroot = "x"\ndims = 4\n')
     with pytest.raises(ValueError, match="data.dims"):
         load_config(bad)
+    bad.write_text('[data]\nroot = "x"\n[loss]\nnoise_floor = -0.1\n')
+    with pytest.raises(ValueError, match="loss.noise_floor"):
+        load_config(bad)
 
 
 # ------------------------------------------------------------------ trainer
@@ -197,6 +223,28 @@ def test_tiny_model_loss_drops(toy_root: Path, tmp_path: Path) -> None:
     assert (tmp_path / "run" / "best.pt").exists()
     ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
     assert ckpt["step"] == 40 and ckpt["model"]["options"]["features"] == 16
+
+
+def test_noise_weighted_validation_loss_is_the_weighted_mean(toy_root: Path,
+                                                             tmp_path: Path) -> None:
+    plain = Trainer(tiny_config(toy_root, tmp_path / "a"), progress=False)
+    config = tiny_config(toy_root, tmp_path / "b")
+    config.loss.noise_floor = 0.02
+    weighted = Trainer(config, progress=False)
+    model = weighted.eval_model()
+    model.eval()
+    total = mass = 0.0
+    with torch.no_grad():
+        for i in weighted.val_indices:
+            sample = {k: v[None] for k, v in weighted.val_set[int(i)].items()}
+            per_sample = float(weighted.task.loss(weighted.forward(model, sample), sample))
+            w = 1.0 / (float(sample["sigma"]) + 0.02)
+            total += w * per_sample * float(sample["valid"].sum())
+            mass += w * float(sample["valid"].sum())
+    loss, _ = weighted.validate()
+    assert loss == pytest.approx(total / mass, rel=1e-4)
+    # same initial weights and data: only the weighting differs
+    assert loss != pytest.approx(plain.validate()[0], rel=1e-3)
 
 
 def test_resume_continues_exactly(toy_root: Path, tmp_path: Path) -> None:

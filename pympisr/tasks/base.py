@@ -356,10 +356,13 @@ class Task:
     def loss(self, pred: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """L1 on the valid (non-padded) output pixels (seed paper 3.3). A network of the
         ``"stride"`` rule predicts ``s n`` points per axis; the first ``s (n - 1) + 1`` of
-        them are the output grid (:meth:`crop_prediction`)."""
+        them are the output grid (:meth:`crop_prediction`). Per-sample weights
+        ``batch["sample_weight"]`` ``(B,)``, when present, make it a weighted mean
+        (:mod:`pympisr.training.losses`)."""
         from ..training.losses import masked_l1
         target = batch["target"]
-        return masked_l1(self.crop_prediction(pred, target), target, batch["valid"])
+        return masked_l1(self.crop_prediction(pred, target), target, batch["valid"],
+                         batch.get("sample_weight"))
 
     @staticmethod
     def crop_prediction(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -62,7 +62,8 @@ class Inpaint(Task):
         from ..training.losses import weighted_masked_l1
         return weighted_masked_l1(pred, batch["target"], batch["valid"], batch["mask"],
                                   known_weight=self.known_weight,
-                                  missing_weight=self.missing_weight)
+                                  missing_weight=self.missing_weight,
+                                  sample_weight=batch.get("sample_weight"))
 
     def baseline(self, y: np.ndarray, sigma: np.ndarray,
                  mask: np.ndarray | None = None) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Training of restoration networks on simulated datasets (seed paper 3.3).
 
 * :mod:`.data`: component dataset; samples are built by the task (:mod:`pympisr.tasks`);
-* :mod:`.losses`: L1 on valid pixels, weighted L1 for inpainting;
+* :mod:`.losses`: L1 on valid pixels, weighted L1 for inpainting, optional per-sample
+  weights by noise level;
 * :mod:`.config`: TOML experiment configs;
 * :mod:`.trainer`: Adam + multi-step schedule, EMA, AMP on CUDA, checkpoints/resume;
 * :mod:`.precision`: device choice, bfloat16/float16 autocast on GPUs;

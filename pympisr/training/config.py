@@ -15,6 +15,9 @@ A config has one table per concern; every key is optional except ``data.root``::
     [optimizer]   lr, betas, weight_decay                  (Adam)
     [schedule]    milestones (steps), gamma                (MultiStepLR)
     [ema]         enabled, decay
+    [loss]        noise_floor, noise_power     (per-sample weights (sigma + noise_floor)
+                                                ^-noise_power; noise_floor = 0: unweighted,
+                                                pympisr.training.losses)
     [train]       steps, batch_size, log_every, val_every, checkpoint_every, amp,
                   threads, max_minutes, device
 
@@ -39,8 +42,8 @@ from ..errors import ConfigError
 
 from ..tasks import TASKS, SampleOptions, Task, get_task
 
-__all__ = ["DataConfig", "EMAConfig", "ExperimentConfig", "ModelConfig", "OptimizerConfig",
-           "ScheduleConfig", "TrainConfig", "TrainingConfig", "load_config"]
+__all__ = ["DataConfig", "EMAConfig", "ExperimentConfig", "LossConfig", "ModelConfig",
+           "OptimizerConfig", "ScheduleConfig", "TrainConfig", "TrainingConfig", "load_config"]
 
 @dataclass
 class ExperimentConfig:
@@ -94,6 +97,12 @@ class EMAConfig:
 
 
 @dataclass
+class LossConfig:
+    noise_floor: float = 0.0  # > 0: weight samples by (sigma + noise_floor)^-noise_power
+    noise_power: float = 1.0
+
+
+@dataclass
 class TrainConfig:
     steps: int = 1000
     batch_size: int = 32
@@ -116,6 +125,7 @@ class TrainingConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     ema: EMAConfig = field(default_factory=EMAConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     @classmethod
@@ -199,6 +209,8 @@ class TrainingConfig:
             (self.train.threads >= 1, "train.threads", "must be >= 1"),
             (self.optimizer.lr > 0, "optimizer.lr", "must be positive"),
             (0 < self.ema.decay < 1, "ema.decay", "must be in (0, 1)"),
+            (self.loss.noise_floor >= 0, "loss.noise_floor", "must be >= 0 (0: unweighted)"),
+            (self.loss.noise_power >= 0, "loss.noise_power", "must be >= 0"),
             (list(self.schedule.milestones) == sorted(self.schedule.milestones),
              "schedule.milestones", "must be increasing"),
             (self.train.device in ("auto", "cpu", "cuda") or

@@ -42,6 +42,7 @@ from ..models.conditioning import run_network
 from ..models.warm_start import load_onnx_convolutions
 from .config import TrainingConfig
 from .data import ComponentDataset, StepBatchSampler, dataset_description
+from .losses import noise_level_weights, sample_weighted
 from .distributed import (DistributedContext, ShardedBatchSampler, agree, barrier,
                           combine_loss, prepare_model, wrap_model)
 from .precision import select_device, training_precision
@@ -225,10 +226,10 @@ class Trainer:
         loader = self._loader(Subset(self.val_set, self.val_indices.tolist()), batch_size=64)
         total = identity = weight = 0.0
         for batch in loader:
-            batch = {k: v.to(self.device) for k, v in batch.items()}
+            batch = self.weigh({k: v.to(self.device) for k, v in batch.items()})
             with self.autocast():
                 pred = self.forward(model, batch)
-            n = float(batch["valid"].sum())
+            n = float(self.loss_mass(batch))
             total += float(self.task.loss(pred.float(), batch)) * n
             same_grid = batch["input"].shape == batch["target"].shape
             identity += float(self.task.loss(batch["input"], batch)) * n if same_grid \
@@ -240,6 +241,21 @@ class Trainer:
         """The autocast context of forward passes (:mod:`.precision`)."""
         return torch.autocast(self.device.type, dtype=self.precision.dtype,
                               enabled=self.precision.autocast)
+
+    def weigh(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``batch`` with ``"sample_weight"`` ``(B,)`` added when the ``[loss]`` table asks
+        for noise-level weights (:func:`.losses.noise_level_weights`)."""
+        cfg = self.config.loss
+        if cfg.noise_floor > 0:
+            batch["sample_weight"] = noise_level_weights(batch["sigma"], cfg.noise_floor,
+                                                         cfg.noise_power)
+        return batch
+
+    @staticmethod
+    def loss_mass(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Total pixel weight of a batch's loss (valid pixels times the sample weights):
+        the weight of its mean when batches or processes are combined."""
+        return sample_weighted(batch["valid"], batch.get("sample_weight")).sum()
 
     @staticmethod
     def forward(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -269,12 +285,13 @@ class Trainer:
         train_time = 0.0
         step_start = time.perf_counter()
         for batch in loader:
-            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            batch = self.weigh({k: v.to(self.device, non_blocking=True)
+                                for k, v in batch.items()})
             with self.autocast():
                 pred = self.forward(self.train_model, batch)
             loss = objective = self.task.loss(pred.float(), batch)
             if self.dist.enabled:
-                loss, objective = combine_loss(loss, batch["valid"].sum(), self.dist)
+                loss, objective = combine_loss(loss, self.loss_mass(batch), self.dist)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite training loss at step {self.step}")
             self.optimizer.zero_grad(set_to_none=True)
