@@ -62,8 +62,9 @@ def command(config: Path, resume: bool, data_root: Path | None, output_dir: Path
                    f"(train.steps = {cfg.train.steps}); nothing to train. Raise --steps to "
                    "continue training.")
     state = "finished" if result.finished else "stopped at the time limit (use --resume)"
+    loss = "noise-weighted L1" if cfg.loss.noise_floor > 0 else "L1"
     click.echo(f"{cfg.experiment.name}: {state} at step {result.step} after "
-               f"{result.elapsed_s / 60:.1f} min; train L1 {result.train_loss:.4f}, "
-               f"val L1 {result.val_loss:.4f} (best {result.best_val_loss:.4f}, "
+               f"{result.elapsed_s / 60:.1f} min; train {loss} {result.train_loss:.4f}, "
+               f"val {loss} {result.val_loss:.4f} (best {result.best_val_loss:.4f}, "
                f"noisy input {result.val_identity_loss:.4f})")
     click.echo(f"checkpoints: {result.last_checkpoint}, {result.best_checkpoint}")
