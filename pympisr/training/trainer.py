@@ -42,9 +42,9 @@ from ..models.conditioning import run_network
 from ..models.warm_start import load_onnx_convolutions
 from .config import TrainingConfig
 from .data import ComponentDataset, StepBatchSampler, dataset_description
-from .losses import noise_level_weights, sample_weighted
 from .distributed import (DistributedContext, ShardedBatchSampler, agree, barrier,
                           combine_loss, prepare_model, wrap_model)
+from .losses import noise_level_weights, sample_weighted
 from .precision import select_device, training_precision
 
 __all__ = ["EMA", "TrainResult", "Trainer", "load_checkpoint", "model_from_checkpoint"]
