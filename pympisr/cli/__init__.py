@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "restore": ("pympisr.cli.restore", "Restore a measured system matrix with a model."),
     "evaluate": ("pympisr.cli.evaluate", "Compare models and baselines on a test split."),
     "export": ("pympisr.cli.export", "Export a trained checkpoint to ONNX."),
+    "noise-switch": ("pympisr.cli.noise_switch",
+                     "Combine two exported models into one, chosen by noise level."),
     "detect": ("pympisr.cli.detect", "Find corrupted calibration positions of a system matrix."),
     "fit": ("pympisr.cli.fit", "Fit the simulator's geometry and particles to an SM."),
 }

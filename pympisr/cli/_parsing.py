@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-__all__ = ["FiniteFloat", "comma_separated", "index_list"]
+__all__ = ["FiniteFloat", "comma_separated", "index_list", "json_object_file"]
 
 T = TypeVar("T")
 
@@ -27,6 +29,20 @@ def comma_separated(value: str, convert: Callable[[str], T], kind: str) -> list[
         return [convert(s) for s in value.split(",") if s.strip()]
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a comma-separated list of {kind}") from None
+
+
+def json_object_file(path: Path, option: str) -> dict[str, Any]:
+    """The JSON object in the file ``path`` given with ``option`` (e.g. ``"--metrics"``);
+    :class:`pympisr.errors.InvalidInputError` naming both if it is not one."""
+    from ..errors import InvalidInputError
+
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInputError(f"{path}: {option} must be a JSON file ({exc})") from exc
+    if not isinstance(value, dict):
+        raise InvalidInputError(f"{path}: {option} must hold a JSON object")
+    return value
 
 
 def index_list(value: str, kind: str) -> list[int]:

@@ -1,14 +1,12 @@
-"""``pympisr export CHECKPOINT --out NAME.onnx``: end-to-end ONNX export (of one network,
-or of two as a noise switch with ``--high-noise`` and ``--switch-level``)."""
+"""``pympisr export CHECKPOINT --out NAME.onnx``: end-to-end ONNX export."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
-from ._parsing import FiniteFloat
+from ._parsing import json_object_file
 
 
 @click.command(name="export")
@@ -23,17 +21,9 @@ from ._parsing import FiniteFloat
                    "name (replacing an entry of the same name).")
 @click.option("--live-weights", is_flag=True, help="Export the live instead of the EMA "
               "weights.")
-@click.option("--high-noise", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A second checkpoint of the same task: export a noise switch that "
-                   "runs CHECKPOINT's network at relative noise <= --switch-level and "
-                   "this one's above it (pympisr.models.noise_switch).")
-@click.option("--switch-level", type=FiniteFloat(min=0.0),
-              help="Relative noise level (noise std / component maximum) of the switch; "
-                   "required with --high-noise.")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 def command(checkpoint: Path, out: Path, metrics: Path | None, description: str | None,
-            register_name: str | None, live_weights: bool, high_noise: Path | None,
-            switch_level: float | None, overwrite: bool) -> None:
+            register_name: str | None, live_weights: bool, overwrite: bool) -> None:
     """Export a training CHECKPOINT to a self-contained ONNX graph (DESIGN section 8).
 
     The export is checked against PyTorch at two grid shapes and fails otherwise. The
@@ -41,30 +31,15 @@ def command(checkpoint: Path, out: Path, metrics: Path | None, description: str 
     with --model outside a manifest folder.
     """
     from ..atomic import check_output_path
-    from ..errors import InvalidInputError
-    from ..export import export_checkpoint, export_noise_switch
+    from ..export import export_checkpoint
 
-    if (high_noise is None) != (switch_level is None):
-        raise click.UsageError("--high-noise and --switch-level go together")
     if out.suffix != ".onnx":
         raise click.BadParameter("must end in .onnx", param_hint="--out")
     check_output_path(out)
-    test_metrics = None
-    if metrics is not None:
-        try:
-            test_metrics = json.loads(metrics.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InvalidInputError(f"{metrics}: --metrics must be a JSON file ({exc})") \
-                from exc
-        if not isinstance(test_metrics, dict):
-            raise InvalidInputError(f"{metrics}: --metrics must hold a JSON object")
-    options = {"test_metrics": test_metrics, "description": description,
-               "ema": not live_weights, "overwrite": overwrite}
-    if high_noise is None:
-        result = export_checkpoint(checkpoint, out, **options)
-    else:
-        result = export_noise_switch(checkpoint, high_noise, out, threshold=switch_level,
-                                     **options)
+    test_metrics = None if metrics is None else json_object_file(metrics, "--metrics")
+    result = export_checkpoint(checkpoint, out, test_metrics=test_metrics,
+                               description=description, ema=not live_weights,
+                               overwrite=overwrite)
     click.echo(f"wrote {result.path} ({result.path.stat().st_size / 1e6:.2f} MB), "
                f"{result.golden_input.name}, {result.golden_output.name}, "
                f"{result.sidecar.name if result.sidecar else ''}; ONNX vs PyTorch "

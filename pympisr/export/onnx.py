@@ -50,8 +50,8 @@ from ..models.conditioning import run_network
 from ..tasks import Task, get_task
 
 __all__ = ["OPSET", "EndToEnd", "ExportCheckError", "ExportResult", "check_onnx_against_torch",
-           "export_checkpoint", "export_model", "export_noise_switch", "golden_extra_inputs",
-           "golden_extra_path", "golden_input", "golden_paths", "read_metadata"]
+           "export_checkpoint", "export_model", "golden_extra_inputs", "golden_extra_path",
+           "golden_input", "golden_paths", "read_metadata"]
 
 OPSET = 17
 AXIS_ORDER = {
@@ -168,7 +168,7 @@ def golden_extra_inputs(sm: np.ndarray, names: list[str]) -> dict[str, np.ndarra
     ``sigma`` is relative to each component's peak: 0.1 (the noise level of
     :func:`golden_input`) for the last component and ten times less for each earlier
     one (2D golden input: 0.001, 0.01, 0.1), so that a noise switch
-    (:mod:`pympisr.models.noise_switch`) is checked on both sides of its level."""
+    (:mod:`pympisr.export.noise_switch`) is checked on both sides of its level."""
     extra: dict[str, np.ndarray] = {}
     if "sigma" in names:
         peak = np.sqrt(sm[:, 0] ** 2 + sm[:, 1] ** 2).reshape(sm.shape[0], -1).max(axis=1)
@@ -314,19 +314,11 @@ def export_model(net: nn.Module, out: str | Path, *, metadata: dict[str, Any],
     return ExportResult(out, g_in, g_out, props, error, sidecar, extra_paths)
 
 
-@dataclass
-class _CheckpointModel:
-    """A checkpoint's network (eval mode), task, export metadata (without test metrics)
-    and training patch size."""
-
-    net: nn.Module
-    task: Task
-    metadata: dict[str, Any]
-    min_size: int
-
-
-def _checkpoint_model(checkpoint: str | Path, *, description: str | None,
-                      ema: bool) -> _CheckpointModel:
+def export_checkpoint(checkpoint: str | Path, out: str | Path, *,
+                      test_metrics: dict[str, Any] | None = None,
+                      description: str | None = None, ema: bool = True,
+                      overwrite: bool = False) -> ExportResult:
+    """Export a training checkpoint (EMA weights by default) with full metadata."""
     from .. import __version__
     from ..model_zoo import portable_paths
     from ..training import load_checkpoint, model_from_checkpoint
@@ -359,70 +351,10 @@ def _checkpoint_model(checkpoint: str | Path, *, description: str | None,
         "training_data": portable_paths(data),
         "training": portable_paths(training),
         "pympisr_version": __version__,
-    }
-    return _CheckpointModel(net, task, metadata, int(config["data"]["patch_size"]))
-
-
-def export_checkpoint(checkpoint: str | Path, out: str | Path, *,
-                      test_metrics: dict[str, Any] | None = None,
-                      description: str | None = None, ema: bool = True,
-                      overwrite: bool = False) -> ExportResult:
-    """Export a training checkpoint (EMA weights by default) with full metadata."""
-    part = _checkpoint_model(checkpoint, description=description, ema=ema)
-    return export_model(part.net, out, metadata={**part.metadata,
-                                                 "test_metrics": test_metrics or {}},
-                        task=part.task, min_size=part.min_size, overwrite=overwrite)
-
-
-def export_noise_switch(low: str | Path, high: str | Path, out: str | Path, *,
-                        threshold: float, test_metrics: dict[str, Any] | None = None,
-                        description: str | None = None, ema: bool = True,
-                        overwrite: bool = False) -> ExportResult:
-    """Export two checkpoints of one task as one :class:`~pympisr.models.noise_switch.
-    NoiseSwitch` graph: ``low``'s network at relative noise ``<= threshold``, ``high``'s
-    above it (the graph's inputs stay ``sm`` and ``sigma``).
-
-    The metadata describe both parts (``model_options``: the threshold and each part's
-    model name and options; ``training``: each part's record); ``noise_range`` spans
-    both; the patch size is the larger of the two.
-
-    Raises InvalidInputError when the checkpoints' tasks differ or a network is not
-    noise-conditioned.
-    """
-    from ..errors import InvalidInputError
-    from ..models.noise_switch import NoiseSwitch
-
-    parts = {label: _checkpoint_model(path, description=description, ema=ema)
-             for label, path in (("low", low), ("high", high))}
-    if repr(parts["low"].task) != repr(parts["high"].task):
-        raise InvalidInputError(f"{low} and {high}: the checkpoints are for different tasks "
-                                f"({parts['low'].task!r} and {parts['high'].task!r})")
-    try:
-        net = NoiseSwitch(parts["low"].net, parts["high"].net, threshold)
-    except ValueError as exc:
-        raise InvalidInputError(f"{low}, {high}: {exc}") from exc
-    meta = {label: part.metadata for label, part in parts.items()}
-    ranges = [meta["low"]["noise_range"], meta["high"]["noise_range"]]
-    data = meta["high"]["training_data"]
-    metadata = {
-        "architecture": f"NoiseSwitch({meta['low']['architecture']}, "
-                        f"{meta['high']['architecture']})",
-        "model_name": "noise-switch",
-        "model_options": {"threshold": float(threshold),
-                          **{label: {"model_name": m["model_name"],
-                                     "model_options": m["model_options"]}
-                             for label, m in meta.items()}},
-        "parameters": sum(m["parameters"] for m in meta.values()),
-        "noise_range": [min(r[0] for r in ranges), max(r[1] for r in ranges)],
-        "training_data": data if meta["low"]["training_data"] == data else
-        {label: m["training_data"] for label, m in meta.items()},
-        "training": {label: m["training"] for label, m in meta.items()},
-        "pympisr_version": meta["high"]["pympisr_version"],
         "test_metrics": test_metrics or {},
     }
-    return export_model(net, out, metadata=metadata, task=parts["high"].task,
-                        min_size=max(part.min_size for part in parts.values()),
-                        overwrite=overwrite)
+    return export_model(net, out, metadata=metadata, task=task,
+                        min_size=config["data"]["patch_size"], overwrite=overwrite)
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
