@@ -188,7 +188,9 @@ def test_shipped_golden_pair_reproduces(entry: dict) -> None:
     verify_model(resolved)
     meta = read_metadata(resolved.path)
     assert REQUIRED_METADATA <= set(meta) and int(meta["dims"]) == entry["dims"]
-    assert entry["opset"] <= 17 and resolved.path.stat().st_size < 5e6
+    # under 5 MB per network (a noise switch holds two)
+    networks = 2 if entry["model_name"] == "noise-switch" else 1
+    assert entry["opset"] <= 17 and resolved.path.stat().st_size < 5e6 * networks
     x = np.load(MODELS / entry["golden"]["input"])
     y = np.load(MODELS / entry["golden"]["output"])
     assert x.dtype == np.float32 and x.shape[1] == 2 and x.ndim == entry["dims"] + 2
