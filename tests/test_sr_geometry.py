@@ -126,13 +126,12 @@ def test_restore_round_trip_geometry(task: str, fine: pympisr.SystemMatrix, zoo:
 
 
 def test_shipped_x4_upsampler_beats_bicubic_on_a_noisy_coarse_sm() -> None:
-    """The default x4 upsampler (noise switch of 2d-SMRnet and the paper-size TranSMS)
-    restores a 4 x 4 block-mean calibration onto the fine grid, closer to the fine SM
-    than bicubic."""
+    """The default x4 upsampler (TranSMS, paper size) restores a 4 x 4 block-mean
+    calibration onto the fine grid, closer to the fine SM than bicubic."""
     from pympisr.model_zoo import default_model
 
     shipped = default_model("upsample", 2, scale=4)
-    assert shipped.entry["name"] == "upsample_switch_smrnet_transms_x4_2d"
+    assert shipped.entry["name"] == "upsample_transms_x4_2d"
     params = reference_parameters(2, grid=(32, 32, 1))
     clean = simulate_system_matrix(params, frequencies=np.arange(1, 40))
     t = get_task("upsample", dims=2, scale_factor=4)
