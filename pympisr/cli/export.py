@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -40,11 +41,18 @@ def command(checkpoint: Path, out: Path, metrics: Path | None, description: str 
     result = export_checkpoint(checkpoint, out, test_metrics=test_metrics,
                                description=description, ema=not live_weights,
                                overwrite=overwrite)
+    report_export(result, f"ONNX vs PyTorch max relative difference "
+                          f"{result.parity_error:.1e}", register_name)
+
+
+def report_export(result: Any, detail: str, register_name: str | None) -> None:
+    """Print the files an export (:class:`pympisr.export.ExportResult`) wrote and
+    ``detail``; register the model in the manifest of its folder under
+    ``register_name`` if given."""
     click.echo(f"wrote {result.path} ({result.path.stat().st_size / 1e6:.2f} MB), "
                f"{result.golden_input.name}, {result.golden_output.name}, "
-               f"{result.sidecar.name if result.sidecar else ''}; ONNX vs PyTorch "
-               f"max relative difference {result.parity_error:.1e}")
+               f"{result.sidecar.name if result.sidecar else ''}; {detail}")
     if register_name:
         from ..model_zoo import manifest_entry, register_model
-        manifest = register_model(manifest_entry(register_name, result), out.parent)
+        manifest = register_model(manifest_entry(register_name, result), result.path.parent)
         click.echo(f"registered {register_name!r} in {manifest}")

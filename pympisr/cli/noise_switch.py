@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ._parsing import FiniteFloat, json_object_file
+from .export import report_export
 
 
 @click.command(name="noise-switch")
@@ -49,11 +50,5 @@ def command(low: str, high: str, level: float, out: Path, metrics: Path | None,
         verify_model(part)
     result = compose_noise_switch(parts[0].path, parts[1].path, out, level=level,
                                   test_metrics=test_metrics, overwrite=overwrite)
-    click.echo(f"wrote {result.path} ({result.path.stat().st_size / 1e6:.2f} MB), "
-               f"{result.golden_input.name}, {result.golden_output.name}, "
-               f"{result.sidecar.name if result.sidecar else ''}: {parts[0].path.name} at "
-               f"relative noise <= {level:g}, {parts[1].path.name} above")
-    if register_name:
-        from ..model_zoo import manifest_entry, register_model
-        manifest = register_model(manifest_entry(register_name, result), out.parent)
-        click.echo(f"registered {register_name!r} in {manifest}")
+    report_export(result, f"{parts[0].path.name} at relative noise <= {level:g}, "
+                          f"{parts[1].path.name} above", register_name)
