@@ -51,4 +51,5 @@ def command(low: str, high: str, level: float, out: Path, metrics: Path | None,
     result = compose_noise_switch(parts[0].path, parts[1].path, out, level=level,
                                   test_metrics=test_metrics, overwrite=overwrite)
     report_export(result, f"{parts[0].path.name} at relative noise <= {level:g}, "
-                          f"{parts[1].path.name} above", register_name)
+                          f"{parts[1].path.name} above; max relative difference from "
+                          f"the parts {result.parity_error:.1e}", register_name)
