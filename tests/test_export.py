@@ -198,3 +198,39 @@ def test_shipped_golden_pair_reproduces(entry: dict) -> None:
              if k in entry["golden"]}
     out = run_onnx(resolved.path, x, **extra)
     np.testing.assert_allclose(out, y, rtol=0, atol=1e-5 * np.abs(y).max())
+
+
+def test_export_adds_data_consistency_to_a_network_trained_without(tmp_path: Path) -> None:
+    """``--data-consistency block`` puts the (weightless) projection into the graph: the
+    output's 2 x 2 block means then reproduce the input (noise-free, radius 0 on a
+    noise-free input); a network without that option is refused by name."""
+    from test_training import tiny_config, write_toy_dataset
+    from pympisr.training import Trainer, TrainingConfig
+
+    root = write_toy_dataset(tmp_path / "data", items={"train": 1, "val": 1}, components=2)
+    sr = TrainingConfig.from_dict({
+        "experiment": {"name": "sr", "task": "upsample", "scale_factor": 2,
+                       "output_dir": str(tmp_path / "sr")},
+        "data": {"root": str(root), "patch_size": 8, "val_components": 4},
+        "model": {"name": "smrnet-tiny"},
+        "train": {"steps": 2, "batch_size": 4, "val_every": 2, "checkpoint_every": 2}})
+    trainer = Trainer(sr, progress=False)
+    trainer.fit()
+    out = tmp_path / "dc.onnx"
+    res = CliRunner().invoke(main, ["export", str(trainer.best_path), "--out", str(out),
+                                    "--data-consistency", "block"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(read_metadata(out)["model_options"])["data_consistency"] == "block"
+    x = np.random.default_rng(0).standard_normal((2, 2, 6, 5)).astype(np.float32)
+    y = run_onnx(out, x)
+    means = y.reshape(2, 2, 6, 2, 5, 2).mean(axis=(3, 5))
+    np.testing.assert_allclose(means, x, atol=1e-5 * np.abs(x).max())
+    plain = tmp_path / "plain.onnx"
+    export_checkpoint(trainer.best_path, plain)
+    assert not np.allclose(run_onnx(plain, x).reshape(2, 2, 6, 2, 5, 2).mean(axis=(3, 5)), x,
+                           atol=1e-3)
+    denoiser = Trainer(tiny_config(root, tmp_path / "dn", steps=2), progress=False)
+    denoiser.fit()
+    res = CliRunner().invoke(main, ["export", str(denoiser.best_path), "--out",
+                                    str(tmp_path / "dn.onnx"), "--data-consistency", "block"])
+    assert res.exit_code == 1 and "DnCNN has no data-consistency layer" in res.output

@@ -22,9 +22,13 @@ from ._parsing import json_object_file
                    "name (replacing an entry of the same name).")
 @click.option("--live-weights", is_flag=True, help="Export the live instead of the EMA "
               "weights.")
+@click.option("--data-consistency", type=click.Choice(["stride", "block"]),
+              help="Add TranSMS' data-consistency projection (no weights) to a "
+                   "super-resolution network trained without it.")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 def command(checkpoint: Path, out: Path, metrics: Path | None, description: str | None,
-            register_name: str | None, live_weights: bool, overwrite: bool) -> None:
+            register_name: str | None, live_weights: bool, data_consistency: str | None,
+            overwrite: bool) -> None:
     """Export a training CHECKPOINT to a self-contained ONNX graph (DESIGN section 8).
 
     The export is checked against PyTorch at two grid shapes and fails otherwise. The
@@ -40,7 +44,7 @@ def command(checkpoint: Path, out: Path, metrics: Path | None, description: str 
     test_metrics = None if metrics is None else json_object_file(metrics, "--metrics")
     result = export_checkpoint(checkpoint, out, test_metrics=test_metrics,
                                description=description, ema=not live_weights,
-                               overwrite=overwrite)
+                               data_consistency=data_consistency, overwrite=overwrite)
     report_export(result, f"ONNX vs PyTorch max relative difference "
                           f"{result.parity_error:.1e}", register_name)
 

@@ -33,6 +33,7 @@ manifest folder (:func:`pympisr.model_zoo.verify_model`).
 
 from __future__ import annotations
 
+import inspect
 import json
 import warnings
 from dataclasses import dataclass, field
@@ -317,13 +318,31 @@ def export_model(net: nn.Module, out: str | Path, *, metadata: dict[str, Any],
 def export_checkpoint(checkpoint: str | Path, out: str | Path, *,
                       test_metrics: dict[str, Any] | None = None,
                       description: str | None = None, ema: bool = True,
+                      data_consistency: str | None = None,
                       overwrite: bool = False) -> ExportResult:
-    """Export a training checkpoint (EMA weights by default) with full metadata."""
+    """Export a training checkpoint (EMA weights by default) with full metadata.
+
+    ``data_consistency`` (``"stride"`` or ``"block"``) adds TranSMS' data-consistency
+    projection (:mod:`pympisr.models.data_consistency`, no weights) to a
+    super-resolution network trained without it; ``model_options`` then record it, the
+    training record keeps the options it was trained with. InvalidInputError if the
+    network has no such option.
+    """
     from .. import __version__
+    from ..errors import InvalidInputError
     from ..model_zoo import portable_paths
     from ..training import load_checkpoint, model_from_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
+    if data_consistency is not None:
+        from ..models import model_spec
+
+        factory = model_spec(ckpt["model"]["name"]).factory
+        if "data_consistency" not in inspect.signature(factory).parameters:
+            raise InvalidInputError(f"{checkpoint}: {ckpt['model']['architecture']} has no "
+                                    "data-consistency layer to add")
+        ckpt = {**ckpt, "model": {**ckpt["model"], "options": {
+            **ckpt["model"]["options"], "data_consistency": data_consistency}}}
     net = model_from_checkpoint(ckpt, ema=ema)
     config = ckpt["config"]
     history = ckpt.get("history", {})
