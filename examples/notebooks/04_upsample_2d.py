@@ -15,9 +15,11 @@
 # positions of a 2D scan and collects four times the particles per position, but each
 # measured value is then the mean of the system matrix over a 2 x 2 block of the fine
 # grid (TranSMS, Guengoer et al. 2022). The `upsample` task restores the fine grid from
-# such block means with a network (the shipped default is TranSMS: a convolutional
-# transformer and a residual dense branch, noise-level input, data consistency with the
-# block means) and a safety step.
+# such block means with a network and a safety step. The shipped x2 default is a noise
+# switch: VDSR trained with the noise-level-weighted loss restores the components with
+# relative noise up to 0.04, TranSMS (a convolutional transformer and a residual dense
+# branch) the noisier ones; both take the noise level as input and keep the data
+# consistent with the block means.
 #
 # There is no 2D OpenMPI calibration, so we simulate one with pympisr's simulator for a
 # 2D Lissajous scanner (the Bruker-like reference parameters: 12 mT drive field in x
