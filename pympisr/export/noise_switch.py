@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_output
-from ..errors import ExportCheckError, InvalidInputError
+from ..errors import InvalidInputError
 from .onnx import (ExportResult, _session, golden_extra_inputs, golden_extra_path,
-                   golden_input, golden_paths, read_metadata)
+                   golden_input, golden_paths, read_metadata, relative_difference)
 
 __all__ = ["SWITCH_INPUTS", "compose_noise_switch"]
 
@@ -164,14 +164,8 @@ def _check_against_parts(path: Path, low: Path, high: Path, level: float,
         relative = feeds["sigma"][:, 0] / np.maximum(peak, np.float32(1e-30))
         choose_low = relative <= np.float32(level)
         expected = np.where(choose_low.reshape(-1, *[1] * (out.ndim - 1)), a, b)
-        if out.shape != expected.shape:
-            raise ExportCheckError(f"{path}: output shape {out.shape} for input "
-                                   f"{sm.shape}, its parts give {expected.shape}")
-        error = float(np.abs(out - expected).max() / max(np.abs(expected).max(), 1e-30))
-        if not error <= _PARITY_RTOL:
-            raise ExportCheckError(f"{path}: the switch's output differs from its parts' "
-                                   f"by {error:.2e} (relative) at input shape {sm.shape}")
-        worst = max(worst, error)
+        worst = max(worst, relative_difference(path, out, expected, "the parts", sm.shape,
+                                               _PARITY_RTOL))
     return worst
 
 

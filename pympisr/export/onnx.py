@@ -52,7 +52,7 @@ from ..tasks import Task, get_task
 
 __all__ = ["OPSET", "EndToEnd", "ExportCheckError", "ExportResult", "check_onnx_against_torch",
            "export_checkpoint", "export_model", "golden_extra_inputs", "golden_extra_path",
-           "golden_input", "golden_paths", "read_metadata"]
+           "golden_input", "golden_paths", "read_metadata", "relative_difference"]
 
 OPSET = 17
 AXIS_ORDER = {
@@ -221,15 +221,26 @@ def check_onnx_against_torch(onnx_path: Path, wrapper: EndToEnd,
         with torch.inference_mode():
             ref = wrapper(*(torch.from_numpy(feeds[n]) for n in wrapper.input_names)).numpy()
         out = session.run(["restored"], feeds)[0]
-        if out.shape != ref.shape:
-            raise ExportCheckError(f"{onnx_path}: output shape {out.shape} for input "
-                                   f"{x.shape}, PyTorch gives {ref.shape}")
-        err = float(np.abs(out - ref).max() / max(np.abs(ref).max(), 1e-30))
-        if not err <= PARITY_RTOL:
-            raise ExportCheckError(f"{onnx_path}: ONNX and PyTorch differ by {err:.2e} "
-                                   f"(relative) at input shape {x.shape}; limit {PARITY_RTOL}")
-        worst = max(worst, err)
+        worst = max(worst, relative_difference(onnx_path, out, ref, "PyTorch", x.shape,
+                                               PARITY_RTOL))
     return worst
+
+
+def relative_difference(onnx_path: Path, out: np.ndarray, reference: np.ndarray,
+                        reference_name: str, input_shape: tuple[int, ...],
+                        limit: float) -> float:
+    """``max |out - reference| / max |reference|`` for the graph ``onnx_path``'s output
+    ``out`` at an input of ``input_shape``; ExportCheckError (naming ``reference_name``)
+    if the shapes differ or the difference exceeds ``limit``."""
+    if out.shape != reference.shape:
+        raise ExportCheckError(f"{onnx_path}: output shape {out.shape} for input "
+                               f"{input_shape}, {reference_name} gives {reference.shape}")
+    err = float(np.abs(out - reference).max() / max(np.abs(reference).max(), 1e-30))
+    if not err <= limit:
+        raise ExportCheckError(f"{onnx_path}: the output and {reference_name}'s differ by "
+                               f"{err:.2e} (relative) at input shape {input_shape}; limit "
+                               f"{limit}")
+    return err
 
 
 @dataclass
