@@ -47,7 +47,8 @@ from .errors import (ManifestError, ModelIntegrityError, ModelNotFoundError,
 __all__ = ["MANIFEST_NAME", "ManifestError", "ModelIntegrityError", "ModelNotFoundError",
            "ResolvedModel", "SIDECAR_SUFFIX", "UntrustedModelError",
            "VERIFIED_BY_MANIFEST", "VERIFIED_BY_SIDECAR", "VERIFIED_BY_USER",
-           "default_model", "find_model", "manifest_entry", "models_dir", "portable_paths",
+           "decoded_metadata", "default_model", "find_model", "manifest_entry", "models_dir",
+           "portable_paths",
            "read_manifest", "read_sidecar", "register_model", "resolve_model",
            "sha256_file", "sidecar_path", "verify_model", "write_manifest",
            "write_sidecar"]
@@ -201,18 +202,25 @@ def _training_data_record(data: Any) -> Any:
     return portable_paths(record)
 
 
+def decoded_metadata(props: dict[str, str]) -> dict[str, Any]:
+    """An ONNX model's ``metadata_props`` strings with the JSON values decoded (the
+    other strings kept as they are)."""
+    meta: dict[str, Any] = {}
+    for key, value in props.items():
+        try:
+            meta[key] = json.loads(value)
+        except json.JSONDecodeError:
+            meta[key] = value
+    return meta
+
+
 def manifest_entry(name: str, export: Any) -> dict[str, Any]:
     """Manifest entry for an exported model (a :class:`pympisr.export.ExportResult`):
     file names, sha256 and size, and the model's metadata (JSON values decoded).
 
     Absolute paths in the metadata (the training data folder, the run's output folder)
     are reduced to folder names (:func:`portable_paths`)."""
-    meta: dict[str, Any] = {}
-    for key, value in export.metadata.items():
-        try:
-            meta[key] = json.loads(value)
-        except json.JSONDecodeError:
-            meta[key] = value
+    meta = decoded_metadata(export.metadata)
     path = Path(export.path)
     return {
         "name": name, "file": path.name, "task": meta["task"], "dims": int(meta["dims"]),

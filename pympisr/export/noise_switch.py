@@ -29,8 +29,10 @@ import numpy as np
 
 from ..atomic import atomic_output
 from ..errors import InvalidInputError
-from .onnx import (ExportResult, _session, golden_extra_inputs, golden_extra_path,
-                   golden_input, golden_paths, read_metadata, relative_difference)
+from ..model_zoo import decoded_metadata
+from .onnx import (ExportResult, component_peaks, finish_export, golden_extra_inputs,
+                   golden_input, onnx_session, read_metadata, refuse_existing,
+                   relative_difference, set_metadata)
 
 __all__ = ["SWITCH_INPUTS", "compose_noise_switch"]
 
@@ -40,16 +42,6 @@ _SHARED_KEYS = ("task", "grid_rule", "inputs", "dims", "scale_factor", "opset", 
 # on its side of the level a component is the part's own output, up to the runtime's
 # rounding: max |switch - part| / max |part|
 _PARITY_RTOL = 1e-6
-
-
-def _part_metadata(path: Path) -> dict[str, Any]:
-    meta: dict[str, Any] = {}
-    for key, value in read_metadata(path).items():
-        try:
-            meta[key] = json.loads(value)
-        except json.JSONDecodeError:
-            meta[key] = value
-    return meta
 
 
 def _check_parts(low: Path, high: Path, meta: dict[str, dict[str, Any]]) -> None:
@@ -154,14 +146,13 @@ def _check_against_parts(path: Path, low: Path, high: Path, level: float,
     """Check that the switch's output equals ``low``'s output for components at or below
     the level and ``high``'s above it (up to :data:`_PARITY_RTOL`) on every input, else
     raise ExportCheckError; return the worst relative difference."""
-    switch, parts = _session(path), [_session(low), _session(high)]
+    switch, parts = onnx_session(path), [onnx_session(low), onnx_session(high)]
     worst = 0.0
     for feeds in inputs:
         out = switch.run(["restored"], feeds)[0]
         a, b = (s.run(["restored"], feeds)[0] for s in parts)
         sm = feeds["sm"]
-        peak = np.sqrt(sm[:, 0] ** 2 + sm[:, 1] ** 2).reshape(len(sm), -1).max(axis=1)
-        relative = feeds["sigma"][:, 0] / np.maximum(peak, np.float32(1e-30))
+        relative = feeds["sigma"][:, 0] / np.maximum(component_peaks(sm), np.float32(1e-30))
         choose_low = relative <= np.float32(level)
         expected = np.where(choose_low.reshape(-1, *[1] * (out.ndim - 1)), a, b)
         worst = max(worst, relative_difference(path, out, expected, "the parts", sm.shape,
@@ -198,13 +189,10 @@ def compose_noise_switch(low: str | os.PathLike[str], high: str | os.PathLike[st
     if not (np.isfinite(level) and level > 0):
         raise InvalidInputError(f"noise switch level must be a positive relative noise "
                                 f"level, got {level}")
-    meta = {"low": _part_metadata(low), "high": _part_metadata(high)}
+    meta = {"low": decoded_metadata(read_metadata(low)),
+            "high": decoded_metadata(read_metadata(high))}
     _check_parts(low, high, meta)
-    g_in, g_out = golden_paths(out)
-    g_sigma = golden_extra_path(out, "sigma")
-    for path in (out, g_in, g_out, g_sigma):
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"{path}: exists; pass overwrite=True to replace it")
+    refuse_existing(out, SWITCH_INPUTS, overwrite)
     models = {"low": onnx.load(str(low)), "high": onnx.load(str(high))}
     nodes, inits, outputs = [], [], {}
     for label, model in models.items():
@@ -218,13 +206,10 @@ def compose_noise_switch(low: str | os.PathLike[str], high: str | os.PathLike[st
     graph = helper.make_graph(nodes + switch_nodes, "noise_switch",
                               list(reference.input), list(reference.output),
                               initializer=inits + switch_inits)
-    model = helper.make_model(graph, opset_imports=list(models["high"].opset_import),
-                              producer_name="pympisr")
+    model = helper.make_model(graph, opset_imports=list(models["high"].opset_import))
     model.ir_version = models["high"].ir_version
     props = _switch_metadata(meta, float(level), {"low": low, "high": high}, test_metrics)
-    for key, value in sorted(props.items()):
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
+    set_metadata(model, props)
     onnx.checker.check_model(model)
     x = golden_input(dims)
     feeds = {"sm": x, **golden_extra_inputs(x, SWITCH_INPUTS)}
@@ -232,18 +217,10 @@ def compose_noise_switch(low: str | os.PathLike[str], high: str | os.PathLike[st
     checks = [feeds]
     for shape in ((4, 2, *(13,) * dims), (4, 2, *(5,) * (dims - 1), 21)):
         sm = rng.standard_normal(shape).astype(np.float32)
-        peak = np.sqrt(sm[:, 0] ** 2 + sm[:, 1] ** 2).reshape(len(sm), -1).max(axis=1)
-        relative = level * np.array([0.25, 0.9, 1.5, 8.0])
-        checks.append({"sm": sm, "sigma": (relative * peak).reshape(-1, 1).astype(np.float32)})
+        sigma = level * np.array([0.25, 0.9, 1.5, 8.0]) * component_peaks(sm)
+        checks.append({"sm": sm, "sigma": sigma.reshape(-1, 1).astype(np.float32)})
     with atomic_output(out, overwrite=overwrite) as tmp:
         onnx.save(model, str(tmp))
         error = _check_against_parts(tmp, low, high, float(level), checks)
-        golden = _session(tmp).run(["restored"], feeds)[0].astype(np.float32)
-    for path, array in ((g_in, x), (g_out, golden), (g_sigma, feeds["sigma"])):
-        with atomic_output(path, overwrite=overwrite) as tmp_npy:
-            with open(tmp_npy, "wb") as fh:
-                np.save(fh, array)
-    from ..model_zoo import write_sidecar
-
-    sidecar = write_sidecar(out, overwrite=True)
-    return ExportResult(out, g_in, g_out, props, error, sidecar, {"sigma": g_sigma})
+        golden = onnx_session(tmp).run(["restored"], feeds)[0].astype(np.float32)
+    return finish_export(out, feeds, golden, props, error, overwrite)

@@ -51,8 +51,10 @@ from ..models.conditioning import run_network
 from ..tasks import Task, get_task
 
 __all__ = ["OPSET", "EndToEnd", "ExportCheckError", "ExportResult", "check_onnx_against_torch",
-           "export_checkpoint", "export_model", "golden_extra_inputs", "golden_extra_path",
-           "golden_input", "golden_paths", "read_metadata", "relative_difference"]
+           "component_peaks", "export_checkpoint", "export_model",
+           "finish_export", "golden_extra_inputs", "golden_extra_path", "golden_input",
+           "golden_paths", "onnx_session", "read_metadata", "refuse_existing",
+           "relative_difference", "set_metadata"]
 
 OPSET = 17
 AXIS_ORDER = {
@@ -162,6 +164,12 @@ def golden_input(dims: int, seed: int = 20251121) -> np.ndarray:
     return np.stack([c.real, c.imag], axis=1).astype(np.float32)
 
 
+def component_peaks(sm: np.ndarray) -> np.ndarray:
+    """``max |re + i im|`` ``(B,)`` of each component of ``sm`` ``(B, 2, *grid)``: the
+    normalisation of :class:`EndToEnd` (noise levels are relative to it)."""
+    return np.sqrt(sm[:, 0] ** 2 + sm[:, 1] ** 2).reshape(sm.shape[0], -1).max(axis=1)
+
+
 def golden_extra_inputs(sm: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
     """Deterministic ``sigma`` and ``mask`` (a block of missing positions) for the golden
     files of models with those inputs.
@@ -172,9 +180,8 @@ def golden_extra_inputs(sm: np.ndarray, names: list[str]) -> dict[str, np.ndarra
     (:mod:`pympisr.export.noise_switch`) is checked on both sides of its level."""
     extra: dict[str, np.ndarray] = {}
     if "sigma" in names:
-        peak = np.sqrt(sm[:, 0] ** 2 + sm[:, 1] ** 2).reshape(sm.shape[0], -1).max(axis=1)
         relative = 0.1 * 10.0 ** -np.arange(sm.shape[0] - 1, -1, -1)
-        extra["sigma"] = (relative * peak).reshape(-1, 1).astype(np.float32)
+        extra["sigma"] = (relative * component_peaks(sm)).reshape(-1, 1).astype(np.float32)
     if "mask" in names:
         mask = np.ones((sm.shape[0], 1, *sm.shape[2:]), dtype=np.float32)
         block = tuple(slice(n // 3, n // 3 + max(1, n // 4)) for n in sm.shape[2:])
@@ -199,7 +206,7 @@ def _stem(p: Path) -> str:
     return p.name[:-5] if p.name.endswith(".onnx") else p.name
 
 
-def _session(path: Path) -> Any:
+def onnx_session(path: Path) -> Any:
     import onnxruntime as ort
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 2
@@ -214,7 +221,7 @@ def check_onnx_against_torch(onnx_path: Path, wrapper: EndToEnd,
     Relative error = ``max |onnx - torch| / max |torch|`` per input; it must be at most
     :data:`PARITY_RTOL` and the output shapes must agree.
     """
-    session = _session(onnx_path)
+    session = onnx_session(onnx_path)
     worst = 0.0
     for x in inputs:
         feeds = {"sm": x, **golden_extra_inputs(x, wrapper.input_names)}
@@ -272,11 +279,7 @@ def export_model(net: nn.Module, out: str | Path, *, metadata: dict[str, Any],
 
     out = Path(out)
     wrapper = EndToEnd(net.eval(), task=task, min_size=min_size).eval()
-    g_in, g_out = golden_paths(out)
-    extra_paths = {name: golden_extra_path(out, name) for name in wrapper.input_names[1:]}
-    for path in (out, g_in, g_out, *extra_paths.values()):
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"{path}: exists; pass overwrite=True to replace it")
+    refuse_existing(out, wrapper.input_names, overwrite)
     dims = wrapper.dims
     x = golden_input(dims)
     feeds = {"sm": x, **golden_extra_inputs(x, wrapper.input_names)}
@@ -303,25 +306,49 @@ def export_model(net: nn.Module, out: str | Path, *, metadata: dict[str, Any],
                                             [*wrapper.input_names, "restored"]},
                               opset_version=OPSET, do_constant_folding=True)
         model = onnx.load(str(tmp))
-        del model.metadata_props[:]
-        for key, value in sorted(props.items()):
-            entry = model.metadata_props.add()
-            entry.key, entry.value = key, value
-        model.producer_name = "pympisr"
+        set_metadata(model, props)
         onnx.checker.check_model(model)
         onnx.save(model, str(tmp))
         rng = np.random.default_rng(0)
         checks = [x] + [(rng.standard_normal((b, 2, *s)) * 1e-3).astype(np.float32)
                         for b, *s in _CHECK_SHAPES[dims]]
         error = check_onnx_against_torch(tmp, wrapper, checks)
-        golden = _session(tmp).run(["restored"], feeds)[0].astype(np.float32)
-    for path, array in ((g_in, x), (g_out, golden),
+        golden = onnx_session(tmp).run(["restored"], feeds)[0].astype(np.float32)
+    return finish_export(out, feeds, golden, props, error, overwrite)
+
+
+def refuse_existing(out: Path, input_names: list[str], overwrite: bool) -> None:
+    """FileExistsError if ``out`` or one of its golden files (for a graph with the inputs
+    ``input_names``) exists and ``overwrite`` is False."""
+    extra = [golden_extra_path(out, name) for name in input_names[1:]]
+    for path in (out, *golden_paths(out), *extra):
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path}: exists; pass overwrite=True to replace it")
+
+
+def set_metadata(model: Any, props: dict[str, str]) -> None:
+    """Replace the ``metadata_props`` of the ONNX ``model`` by ``props`` (sorted) and
+    name pympisr as its producer."""
+    del model.metadata_props[:]
+    for key, value in sorted(props.items()):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    model.producer_name = "pympisr"
+
+
+def finish_export(out: Path, feeds: dict[str, np.ndarray], golden: np.ndarray,
+                  props: dict[str, str], error: float, overwrite: bool) -> ExportResult:
+    """Write the golden files of the checked graph ``out`` (its inputs ``feeds``, with
+    ``"sm"`` first, and its output ``golden``) and its sha256 sidecar."""
+    from ..model_zoo import write_sidecar
+
+    g_in, g_out = golden_paths(out)
+    extra_paths = {name: golden_extra_path(out, name) for name in feeds if name != "sm"}
+    for path, array in ((g_in, feeds["sm"]), (g_out, golden),
                         *((extra_paths[n], feeds[n]) for n in extra_paths)):
         with atomic_output(path, overwrite=overwrite) as tmp_npy:
             with open(tmp_npy, "wb") as fh:
                 np.save(fh, array)
-    from ..model_zoo import write_sidecar
-
     sidecar = write_sidecar(out, overwrite=True)
     return ExportResult(out, g_in, g_out, props, error, sidecar, extra_paths)
 
