@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .simulation.noise import with_white_noise
 from .system_matrix import SystemMatrix
 
 __all__ = ["DemoResult", "run_demo"]
@@ -37,22 +38,6 @@ class DemoResult:
 
     files: dict[str, Path]
     rows: list[dict[str, float | str]]
-
-
-def _noisy_copy(sm: SystemMatrix, noise: float, background_frames: int,
-                rng: np.random.Generator) -> SystemMatrix:
-    """``sm`` plus white complex noise, with background frames and the estimated SNR."""
-    sigma = noise * float(np.abs(sm.data).max())
-
-    def draw(shape: tuple[int, ...]) -> np.ndarray:
-        return (sigma * (rng.standard_normal(shape) + 1j * rng.standard_normal(shape))).astype(np.complex64)
-
-    data = sm.data + draw(sm.data.shape)
-    background = draw((background_frames, sm.num_channels, sm.num_frequencies))
-    signal_rms = np.sqrt(np.mean(np.abs(data) ** 2, axis=(2, 3, 4)))
-    noise_rms = np.sqrt(np.mean(np.abs(background) ** 2, axis=0))
-    return sm.replace(data=data, background=background, snr=signal_rms / noise_rms,
-                      is_background_corrected=True)
 
 
 def _dct_restored(noisy: SystemMatrix, rows: np.ndarray) -> SystemMatrix:
@@ -130,7 +115,8 @@ def run_demo(out_dir: str | os.PathLike[str] = "pympisr_demo", *, grid: int = 32
         raise RuntimeError(f"{files['clean']}: MDF round trip changed the system matrix")
     print(format_summary(describe(files["clean"])))
 
-    noisy = _noisy_copy(clean, noise, background_frames=50, rng=rng)
+    noisy = with_white_noise(clean, noise * float(np.abs(clean.data).max()),
+                             background_frames=50, rng=rng)
     pympisr.save_system_matrix(noisy, files["noisy"])
     pympisr.restore(files["noisy"], model=restorer if restorer is not None else model,
                     out=files["restored"], snr_thresh=snr_thresh, progress=progress)

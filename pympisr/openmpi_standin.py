@@ -160,7 +160,7 @@ def simulate_standin_calibration(clean: SystemMatrix, *, noise_floor: float = 1e
     ``noise_floor``: mean noise std relative to the largest ``|H S|``;
     ``background_frames``: E (OpenMPI: 362).
     """
-    from .simulation.noise import ParametricNoise, acquisition_order
+    from .simulation.noise import ParametricNoise, acquisition_order, rms_snr
 
     if not np.isfinite(noise_floor) or noise_floor <= 0:
         raise InvalidInputError(f"noise_floor must be a positive number, got {noise_floor!r}")
@@ -181,13 +181,9 @@ def simulate_standin_calibration(clean: SystemMatrix, *, noise_floor: float = 1e
              + 1j * rng.standard_normal((background_frames, c, k)))
     background = (offset[None] + sigma[None] * white).astype(np.complex64)
     data = clean.data + offset[:, :, None, None, None] + noise.reshape(clean.data.shape)
-    bg_mean = background.mean(axis=0)
-    signal_rms = np.sqrt(np.mean(np.abs(data - bg_mean[:, :, None, None, None]) ** 2,
-                                 axis=(2, 3, 4)))
-    noise_rms = np.sqrt(np.mean(np.abs(background - bg_mean) ** 2, axis=0))
+    corrected = data - background.mean(axis=0)[:, :, None, None, None]
     return clean.replace(data=data.astype(np.complex64), background=background,
-                         snr=(signal_rms / np.maximum(noise_rms, 1e-30)).astype(np.float32),
-                         is_background_corrected=False)
+                         snr=rms_snr(corrected, background), is_background_corrected=False)
 
 
 def _write(save: Any, item: Any, path: Path) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pympisr.errors import InvalidInputError
 from pympisr.simulation.noise import (NoiseSource, ParametricNoise, acquisition_order,
-                                      scale_noise)
+                                      rms_snr, scale_noise, with_white_noise)
 from pympisr.system_matrix import SystemMatrix
 
 
@@ -157,3 +158,28 @@ def test_from_mdf_file_background(tmp_path):
     np.testing.assert_allclose(source.frames, bg, atol=1e-6)
     noise = source.draw(sm, rng, relative_std=0.05)
     assert noise.shape == sm.data.shape
+
+
+def test_white_noise_calibration_records_its_noise_level():
+    rng = np.random.default_rng(3)
+    clean = np.zeros((2, 4, 1, 16, 16), np.complex64)
+    clean[0, :2] = 10.0 * rng.standard_normal((2, 1, 16, 16))  # channel 1: no signal
+    sm = SystemMatrix(data=clean, frequencies=np.arange(4) * 1e3, grid=(16, 16, 1),
+                      fov=(0.02, 0.02, 0.001))
+    noisy = with_white_noise(sm, 0.5, background_frames=400, rng=np.random.default_rng(1))
+    assert noisy.is_background_corrected and noisy.background.shape == (400, 2, 4)
+    assert sm.background is None and np.all(sm.data == clean)  # the input is untouched
+    part_std = np.std(np.concatenate([(noisy.data - clean).real.ravel(),
+                                      (noisy.data - clean).imag.ravel()]))
+    assert part_std == pytest.approx(0.5, rel=0.02)
+    # SNR: signal rms over noise rms; noise-only components score about 1
+    assert np.all(np.abs(noisy.snr[1] - 1.0) < 0.15)
+    expected = np.sqrt(100.0 + 2 * 0.25) / np.sqrt(2 * 0.25)
+    assert np.all(np.abs(noisy.snr[0, :2] / expected - 1) < 0.1)
+    # the frames' mean does not count as noise
+    shifted = noisy.background + 7.0
+    np.testing.assert_allclose(rms_snr(noisy.data, shifted), noisy.snr, rtol=1e-5)
+    with pytest.raises(InvalidInputError, match="background_frames"):
+        with_white_noise(sm, 0.5, background_frames=1, rng=rng)
+    with pytest.raises(InvalidInputError, match="noise std"):
+        with_white_noise(sm, float("nan"), background_frames=10, rng=rng)

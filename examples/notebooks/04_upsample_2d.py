@@ -47,6 +47,7 @@ from pympisr.metrics import nrmse, psnr, ssim
 from pympisr.openmpi import RECONSTRUCTION_SETTINGS
 from pympisr.phantoms import make_phantom
 from pympisr.restoration.noise_level import component_noise
+from pympisr.simulation.noise import with_white_noise
 from pympisr.simulation.parameters import reference_parameters
 from pympisr.tasks import Upsample, get_task
 
@@ -72,10 +73,11 @@ print(f"fine SM: {fine.num_channels} channels x {fine.num_frequencies} frequenci
 #
 # The upsample task's `degrade_system_matrix` averages s x s blocks (the larger delta
 # sample) and sets the coarse grid's geometry (same FOV, s times the voxel size). A real
-# scan adds noise; we add complex white noise of 0.1 % of the SM's largest value per
-# part and record 100 empty-scanner (background) frames of the same noise, so the file
-# carries its own noise level as a measured calibration does. The SNR of each
-# component is computed as MPIFiles stores it (signal rms over noise rms). The z receive
+# scan adds noise; `with_white_noise` adds complex white noise of 0.1 % of the SM's
+# largest value per part and records 100 empty-scanner (background) frames of the same
+# noise, so the file carries its own noise level as a measured calibration does. The
+# SNR of each component (`rms_snr`: signal rms over the frames' noise rms) is stored
+# with it for the reconstruction's frequency selection. The z receive
 # channel sees no signal from particles in the xy plane, so its components are noise
 # with SNR about 1 and the reconstruction's SNR threshold leaves them out.
 
@@ -86,24 +88,11 @@ rng = np.random.default_rng(4)
 sigma = NOISE_FLOOR * float(np.abs(fine.data).max())
 
 
-def complex_noise(shape: tuple[int, ...]) -> np.ndarray:
-    """White complex Gaussian noise with per-part standard deviation ``sigma``."""
-    return sigma * (rng.standard_normal(shape) + 1j * rng.standard_normal(shape))
-
-
 def coarse_calibration(scale: int) -> tuple[Upsample, pympisr.SystemMatrix, Path]:
     """The upsample task for ``scale``, the noisy coarse calibration (with background
     frames and SNR) and its MDF file."""
     task = get_task("upsample", dims=2, scale_factor=scale)
-    clean = task.degrade_system_matrix(fine)
-    data = clean.data + complex_noise(clean.data.shape)
-    background = complex_noise((BACKGROUND_FRAMES, *clean.data.shape[:2]))
-    signal_rms = np.sqrt(np.mean(np.abs(data) ** 2, axis=(2, 3, 4)))
-    noise_rms = np.sqrt(np.mean(np.abs(background - background.mean(axis=0)) ** 2, axis=0))
-    coarse = clean.replace(data=data.astype(np.complex64),
-                           background=background.astype(np.complex64),
-                           snr=(signal_rms / noise_rms).astype(np.float32),
-                           is_background_corrected=True)
+    coarse = with_white_noise(task.degrade_system_matrix(fine), sigma, BACKGROUND_FRAMES, rng)
     path = pympisr.save_system_matrix(coarse, out / f"04_calibration_coarse_x{scale}.mdf",
                                       overwrite=True)
     written.append(path)

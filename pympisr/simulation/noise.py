@@ -25,11 +25,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ["NoiseSource", "ParametricNoise", "acquisition_order", "scale_noise"]
+from ..errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from ..system_matrix import SystemMatrix
+
+__all__ = ["NoiseSource", "ParametricNoise", "acquisition_order", "rms_snr", "scale_noise",
+           "with_white_noise"]
 
 
 def acquisition_order(spatial_shape: tuple[int, ...], meander: bool = False) -> np.ndarray:
@@ -132,6 +138,46 @@ def scale_noise(noise: np.ndarray, relative_std: float, reference: np.ndarray | 
     if reference is not None:
         target = target * np.max(np.abs(reference), axis=axes, keepdims=True)
     return (noise * (target / np.where(rms > 0, rms, 1))).astype(np.complex64)
+
+
+def rms_snr(signal: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """Per-component SNR ``rms_r |signal_r| / rms_e |B_e - mean_e B_e|``, float32 ``(C, K)``.
+
+    ``signal`` ``(C, K, *spatial)``: background-corrected components (subtract the
+    frames' mean first if they are not); ``background`` ``(E, C, K)``: empty-scanner
+    frames. This is the SNR the stand-in and simulated calibrations store in
+    ``/calibration/snr``; components without signal score about 1.
+    """
+    c, k = np.shape(background)[1:]
+    flat = np.asarray(signal).reshape(c, k, -1)
+    signal_rms = np.sqrt(np.mean(np.abs(flat) ** 2, axis=-1))
+    bg = np.asarray(background)
+    noise_rms = np.sqrt(np.mean(np.abs(bg - bg.mean(axis=0)) ** 2, axis=0))
+    return (signal_rms / np.maximum(noise_rms, 1e-30)).astype(np.float32)
+
+
+def with_white_noise(sm: SystemMatrix, sigma: float, background_frames: int,
+                     rng: np.random.Generator) -> SystemMatrix:
+    """A background-corrected noisy calibration from the clean :class:`SystemMatrix` ``sm``.
+
+    Adds complex white Gaussian noise of per-part std ``sigma`` (the SM's units) to every
+    entry and records ``background_frames`` empty-scanner frames of the same noise and
+    the per-component :func:`rms_snr`, so the copy carries its own noise level as a
+    measured calibration does. The data noise is drawn before the frames.
+    """
+    if not np.isfinite(sigma) or sigma < 0:
+        raise InvalidInputError(f"noise std must be a finite number >= 0, got {sigma!r}")
+    if background_frames < 2:
+        raise InvalidInputError(f"background_frames must be >= 2, got {background_frames!r}")
+
+    def draw(shape: tuple[int, ...]) -> np.ndarray:
+        return (sigma * (rng.standard_normal(shape) + 1j * rng.standard_normal(shape))
+                ).astype(np.complex64)
+
+    data = sm.data + draw(sm.data.shape)
+    background = draw((background_frames, sm.num_channels, sm.num_frequencies))
+    return sm.replace(data=data, background=background, snr=rms_snr(data, background),
+                      is_background_corrected=True)
 
 
 class NoiseSource:
