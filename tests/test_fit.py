@@ -192,3 +192,41 @@ def test_vector_of_a_simulation_is_its_gauge_equivalent():
     assert np.linalg.norm(a - scale * b) < 1e-4 * np.linalg.norm(a)
     with pytest.raises(InvalidInputError, match="fluid"):
         ParameterSpace(nominal_geometry(sm), fluid=False).vector_of(TRUTH)
+
+
+def test_cli_fit_passes_options_and_refuses_bad_ones(tmp_path):
+    """``pympisr fit``: the options reach the fit (recorded in the fitted file), outputs
+    are not overwritten unless asked, and bad options or hopeless files get errors."""
+    from click.testing import CliRunner
+
+    from pympisr import save_system_matrix
+    from pympisr.cli import main
+    from pympisr.simulation.noise import with_white_noise
+
+    rng = np.random.default_rng(5)
+    clean = simulate_system_matrix(TRUTH, max_frequency=400e3)
+    noisy = with_white_noise(clean, float(np.abs(clean.data).max()) / 30, 50, rng)
+    sm, _ = state_geometry(noisy, rng, gradient_error=0.02, drive_error=0.02,
+                           center_error=0.01)
+    path = save_system_matrix(sm, tmp_path / "calib.mdf")
+    out, png = tmp_path / "fit.mdf", tmp_path / "fit.png"
+    args = ["fit", str(path), "-n", "10", "--state", "fluid", "--model-error", "0.02",
+            "--geometry-tolerance", "0.01,0.02,0.01", "--out", str(out), "--plot", str(png)]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert "gradient" in res.output and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with h5py.File(out, "r") as f:
+        record = json.loads(f["/_pympisr/fit/record"][()])
+    assert record["values"]["fluid"] is True
+    assert record["options"] == {"model_error": 0.02, "min_significance": 5.0,
+                                 "geometry_tolerance": [0.01, 0.02, 0.01]}
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 1 and "exists" in again.output
+    for option, value in (("--geometry-tolerance", "0.05,0.05"),
+                          ("--geometry-tolerance", "0.05,-1,0.03"),
+                          ("--min-significance", "nan"), ("--state", "frozen")):
+        bad = CliRunner().invoke(main, ["fit", str(path), option, value])
+        assert bad.exit_code == 2 and option in bad.output, bad.output
+    hopeless = CliRunner().invoke(main, ["fit", str(path), "--min-significance", "1e9"])
+    assert hopeless.exit_code == 1 and "--min-significance" in hopeless.output
+    assert "calib.mdf" in hopeless.output and "rise above the noise" in hopeless.output

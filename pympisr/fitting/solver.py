@@ -130,7 +130,8 @@ def select_components(sm: SystemMatrix, sigma: np.ndarray, count: int,
     if chosen.shape[0] < 3:
         raise InvalidInputError(f"only {chosen.shape[0]} components rise above the noise by "
                                 f"{min_significance:g} stds of its energy; the fit needs "
-                                "at least 3")
+                                "at least 3 (a lower min_significance, --min-significance "
+                                "on the command line, admits weaker ones)")
     return chosen
 
 
@@ -339,14 +340,17 @@ def fit(source: str | os.PathLike[str] | SystemMatrix, *, components: int | None
                                 "and min_significance >= 0")
     nominal = nominal_geometry(sm)
     level = component_noise(sm, noise)
-    chosen = select_components(sm, level.std, components, min_significance)
+    source = "system matrix" if path is None else str(path)
+    try:
+        chosen = select_components(sm, level.std, components, min_significance)
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{source}: {exc}") from None
     voxels = select_voxels(sm.grid, max_voxels, np.random.default_rng(seed))
     flat = sm.data.reshape(*sm.data.shape[:2], -1)
     measured = flat[chosen[:, 0], chosen[:, 1]][:, voxels].astype(np.complex128)
     rms = np.sqrt(np.mean(np.abs(measured) ** 2, axis=1))
     sigma = level.std[chosen[:, 0], chosen[:, 1]]
-    _warn_if_noise_dominated(flat[chosen[:, 0], chosen[:, 1]], sigma,
-                             "system matrix" if path is None else str(path))
+    _warn_if_noise_dominated(flat[chosen[:, 0], chosen[:, 1]], sigma, source)
     weights = 1.0 / np.sqrt(sigma**2 + (model_error * rms) ** 2)
     bins = frequency_bins(sm)[chosen[:, 1]]
     # every state gets a quarter of the evaluations; the best one continues
