@@ -36,7 +36,7 @@ is False, as for a measured SM).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import h5py
@@ -105,11 +105,14 @@ def _particle_setup(params: SimulationParameters, offsets: np.ndarray,
     return axes, alphas
 
 
-def _moment_chunks(params: SimulationParameters, voxels: np.ndarray | None
+def _moment_chunks(params: SimulationParameters, voxels: np.ndarray | None,
+                   selection_warp: Callable[[np.ndarray], np.ndarray] | None = None
                    ) -> Iterator[tuple[slice, np.ndarray]]:
     """Yield ``(slice into the voxel list, moments float32 (n, 3, V/2 + 1))`` per chunk.
 
     Samples ``n = 0 .. V/2`` of the period (the rest follows by symmetry, module doc).
+    ``selection_warp`` (see :func:`simulate_spectra`) maps voxel positions ``(N, 3)`` (m)
+    to the positions whose linear selection field they see.
     """
     from ..physics import tables
     from . import kernels
@@ -118,6 +121,8 @@ def _moment_chunks(params: SimulationParameters, voxels: np.ndarray | None
     half = fields.period_samples(dims) // 2
     drive = np.ascontiguousarray(fields.drive_field(params.drive_amplitude, dims)[: half + 1])
     positions = voxel_positions(params.grid, params.fov, params.center)
+    if selection_warp is not None:
+        positions = np.asarray(selection_warp(positions), dtype=np.float64)
     peak = float(np.linalg.norm(positions * params.gradient, axis=-1).max())
     if voxels is not None:
         positions = positions[voxels]
@@ -169,11 +174,17 @@ def _derivative_factor(bins: np.ndarray, v_len: int) -> np.ndarray:
 
 def simulate_spectra(params: SimulationParameters, *, bins: np.ndarray | None = None,
                      voxels: np.ndarray | None = None,
-                     transfer_function: np.ndarray | None = None) -> np.ndarray:
+                     transfer_function: np.ndarray | None = None,
+                     selection_warp: Callable[[np.ndarray], np.ndarray] | None = None
+                     ) -> np.ndarray:
     """Clean spectra ``(3, K_sel, N_sel)`` complex64 for rfft ``bins`` and voxel indices.
 
     ``bins`` default: all ``V // 2 + 1`` bins; ``voxels`` default: all voxels (flat MDF
     order). ``transfer_function`` (3, K_sel) multiplies the result if given.
+    ``selection_warp``: a non-linear selection field, the linear field ``G w(r)`` of a
+    warped position instead of ``G r``; it maps all voxel positions ``(N, 3)`` in
+    metres to ``w(r)`` (e.g.
+    :func:`pympisr.simulation.mismatch.simulate_nonlinear_gradient`).
     """
     v_len = fields.period_samples(params.dims)
     bins = np.arange(v_len // 2 + 1) if bins is None else np.asarray(bins, np.int64)
@@ -185,7 +196,7 @@ def simulate_spectra(params: SimulationParameters, *, bins: np.ndarray | None = 
     if transfer_function is not None:
         factor = factor * np.asarray(transfer_function, np.complex64)
     factor = np.ascontiguousarray(factor, dtype=np.complex64)
-    for sel, moments in _moment_chunks(params, voxels):
+    for sel, moments in _moment_chunks(params, voxels, selection_warp):
         spec = _half_period_rfft(moments)  # (n, 3, K) float32
         del moments
         scatter_spectra(spec, bins, factor, result, sel.start)
