@@ -35,7 +35,8 @@ import numpy as np
 
 MISMATCHES = ("relaxation", "langevin", "nonlinear")
 PARTS = ("denoise", "upsample", *MISMATCHES)
-# kappa of the mismatched split's selection-field non-linearity (field excess at the FOV edge)
+# default kappa of the mismatched split's selection-field non-linearity (field excess at
+# the FOV edge; --kappa)
 NONLINEARITY = 0.1
 
 
@@ -123,7 +124,7 @@ def matched_upsample(seed: int, count: int, factor: int = 4) -> dict[str, float]
     return {k: float(np.mean(v)) for k, v in scores.items()}
 
 
-def mismatched_clean(params, kind: str):
+def mismatched_clean(params, kind: str, kappa: float = NONLINEARITY):
     """The clean SM of ``params`` with the unmodelled effect ``kind`` (module doc)."""
     from pympisr.simulation.mismatch import simulate_nonlinear_gradient, simulate_relaxed
     from pympisr.simulation.system_matrix import simulate_system_matrix
@@ -132,11 +133,11 @@ def mismatched_clean(params, kind: str):
         return simulate_relaxed(params, 8.0)
     if kind == "langevin":
         return simulate_system_matrix(params.replace(model="langevin"))
-    return simulate_nonlinear_gradient(params, NONLINEARITY)
+    return simulate_nonlinear_gradient(params, kappa)
 
 
-def mismatched(seed: int, kind: str, count: int, task_name: str = "denoise"
-               ) -> list[dict[str, float]]:
+def mismatched(seed: int, kind: str, count: int, task_name: str = "denoise",
+               kappa: float = NONLINEARITY) -> list[dict[str, float]]:
     """Per-component records (bin, method -> PSNR) of one mismatched SM.
 
     denoise: the SM of ``sample_parameters(seed)``; upsample: that SM's x4 fine version,
@@ -157,12 +158,12 @@ def mismatched(seed: int, kind: str, count: int, task_name: str = "denoise"
     params = sample_parameters(seed, dims=2)
     if task_name == "denoise":
         task = get_task("denoise", dims=2)
-        reference = mismatched_clean(params, kind)
+        reference = mismatched_clean(params, kind, kappa)
         measured = reference
     else:
         task = get_task("upsample", dims=2, scale_factor=4)
         fine_grid = (4 * params.grid[0], 4 * params.grid[1], 1)
-        reference = mismatched_clean(params.replace(grid=fine_grid), kind)
+        reference = mismatched_clean(params.replace(grid=fine_grid), kind, kappa)
         op = task.operator(reference.data.shape[3:])
         measured = reference.replace(data=op.forward(reference.data[:, :, 0])[:, :, None],
                                      grid=params.grid)
@@ -207,6 +208,8 @@ def main() -> None:
                         help=f"comma-separated parts to run, of {', '.join(PARTS)}")
     parser.add_argument("--tasks", default="denoise,upsample",
                         help="tasks of the mismatched parts: denoise, upsample (x4)")
+    parser.add_argument("--kappa", type=float, default=NONLINEARITY,
+                        help="selection-field non-linearity of the nonlinear part")
     args = parser.parse_args()
     parts = args.parts.split(",")
     unknown = sorted(set(parts) - set(PARTS))
@@ -236,10 +239,12 @@ def main() -> None:
     for kind in [p for p in MISMATCHES if p in parts]:
         for task_name in args.tasks.split(","):
             records = [rec for seed in range(args.sms)
-                       for rec in mismatched(seed, kind, args.components, task_name)]
+                       for rec in mismatched(seed, kind, args.components, task_name,
+                                             args.kappa)]
             first, classical = (("noisy", "DCT-F") if task_name == "denoise"
                                 else ("bicubic", "DCT-F+bicubic"))
-            print(f"\n## mismatched ({kind}), {task_name}"
+            label = f"{kind}, kappa {args.kappa:g}" if kind == "nonlinear" else kind
+            print(f"\n## mismatched ({label}), {task_name}"
                   f"{' x4' if task_name == 'upsample' else ''}, calibration protocol, PSNR "
                   "dB per relative-noise bin\n")
             print(f"| bin | n | {first} | {classical} | network | prior | "
