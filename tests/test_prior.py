@@ -118,3 +118,49 @@ def test_mask_task_needs_mask():
     clean = strongest(simulate_system_matrix(TRUTH), count=2)
     with pytest.raises(ValueError, match="needs a mask"):
         prior_restore(clean, "inpaint", fit=FITTED, noise=1.0, progress=False)
+
+
+def test_residual_refinement_acts_only_on_misfits():
+    """A consistent estimate (residual = noise) is left alone; a misfit the noise cannot
+    explain is corrected by the interpolated residual (here: a zero estimate becomes the
+    bicubic upsampling of the measurement)."""
+    from pympisr.restoration.prior import residual_refinement
+
+    task = get_task("upsample", dims=2, scale_factor=2)
+    op = task.operator((16, 16))
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:16, 0:16] / 15.0
+    fine = np.stack([np.exp(-((xx - 0.4) ** 2 + (yy - 0.6) ** 2) / 0.05) * (1 + 0.5j)] * 2)
+    sigma = np.array([1e-3, 1e-3])
+    y = op.forward(fine) + 1e-3 * (rng.standard_normal((2, 8, 8))
+                                   + 1j * rng.standard_normal((2, 8, 8)))
+    kept = residual_refinement(fine, y, sigma, task, op)
+    np.testing.assert_array_equal(kept, fine)
+    start = np.stack([fine[0], np.zeros_like(fine[1])])
+    refined = residual_refinement(start, y, sigma, task, op)
+    np.testing.assert_array_equal(refined[0], fine[0])
+    bicubic = task.baseline(y[1:], sigma[1:])[0]
+    assert psnr(refined[1], fine[1]) > psnr(bicubic, fine[1]) - 0.5
+    assert psnr(refined[1], fine[1]) > 20.0
+
+
+def test_upsample_x4_with_unmodelled_field_beats_bicubic():
+    """Data from a 20 % non-linear selection field against the linear prior: the
+    residual refinement keeps the prior above bicubic in every component (without it
+    the block-constant consistency corrections lost 2 dB to bicubic at low noise)."""
+    from pympisr.simulation.mismatch import simulate_nonlinear_gradient
+
+    task = get_task("upsample", dims=2, scale_factor=4)
+    fine = strongest(simulate_nonlinear_gradient(TRUTH.replace(grid=(32, 32, 1)), 0.2),
+                     count=6)
+    coarse = fine.replace(data=task.operator((32, 32)).forward(fine.data[:, :, 0])[:, :, None],
+                          grid=(8, 8, 1))
+    coarse, _ = state_geometry(coarse, np.random.default_rng(2), gradient_error=0.0,
+                               drive_error=0.0, center_error=0.0)
+    sigma = 1e-4 * float(np.abs(coarse.data).max())
+    out, _ = prior_restore(coarse, task, fit=TRUTH, noise=sigma, options=OPTIONS,
+                           progress=False)
+    for c, k in driven(fine):
+        ref = fine.data[c, k, 0]
+        bicubic = task.baseline(coarse.data[c, k][None, 0], np.full(1, sigma))[0]
+        assert psnr(out.data[c, k, 0], ref) > psnr(bicubic, ref), (c, k)
