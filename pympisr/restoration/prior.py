@@ -317,8 +317,8 @@ def _safety(x: np.ndarray, y: np.ndarray, sigma: np.ndarray, task: Task,
             operator: LinearOperator, safety: SafetyOptions, rng: np.random.Generator,
             dims: int, smoothers: list[tuple[np.ndarray, float]]
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
-    """SURE combination with DCT-F and the measurement (denoising), then the
-    consistency step. ``smoothers`` per component: (basis rows ``(r, N)``, lambda).
+    """SURE combination with DCT-F and the measurement (denoising) or the residual
+    refinement (super-resolution), then the consistency step. ``smoothers`` per component: (basis rows ``(r, N)``, lambda).
     Returns ``x``, prior and baseline weights, (action codes, ratio)."""
     batch = x.shape[0]
     a, b = np.ones(batch), np.zeros(batch)
