@@ -164,3 +164,23 @@ def test_upsample_x4_with_unmodelled_field_beats_bicubic():
         ref = fine.data[c, k, 0]
         bicubic = task.baseline(coarse.data[c, k][None, 0], np.full(1, sigma))[0]
         assert psnr(out.data[c, k, 0], ref) > psnr(bicubic, ref), (c, k)
+
+
+def test_denoise_with_unmodelled_field_adds_the_residual_back():
+    """20 % non-linear selection field against the linear prior, low noise: where the
+    prior misfits, its candidate in the SURE combination is prior + DCT-F(residual), so
+    the result beats SURE-tuned DCT-F (without that candidate it only matched it:
+    +0.03 dB on average, -0.07 dB on the worst component)."""
+    from pympisr.baselines.dct import dct_denoise_sure
+    from pympisr.simulation.mismatch import simulate_nonlinear_gradient
+
+    clean = strongest(simulate_nonlinear_gradient(TRUTH, 0.2), count=8)
+    sm, sigma = noisy_copy(clean, 0.003, seed=4)
+    out, _ = prior_restore(sm, "denoise", fit=TRUTH, noise=sigma, options=OPTIONS,
+                           progress=False)
+    gains = []
+    for c, k in driven(clean):
+        ref = clean.data[c, k, 0]
+        dct = dct_denoise_sure(sm.data[c, k, 0][None], sigma[c, k:k + 1], dims=2)[0][0]
+        gains.append(psnr(out.data[c, k, 0], ref) - psnr(dct, ref))
+    assert np.mean(gains) > 0.4 and min(gains) > 0.0

@@ -23,10 +23,11 @@ For a system matrix whose geometry was fitted (:func:`pympisr.fitting.fit`):
 4. denoising: the prior estimate competes with the measurement and DCT-F (SURE-tuned)
    in the SURE-optimal convex combination of :func:`.safety.sure_combination`, so a
    prior that does not fit the data (unmodelled physics) falls back to the classical
-   baseline or the measurement;
+   baseline or the measurement; where its residual ``y - x`` is a
+   :func:`significant_misfit`, the prior's candidate is ``x + DCT-F(y - x)`` (the
+   structure the simulations lack, denoised), its divergence probed like the rest;
    super-resolution (upsample, accelerate): :func:`residual_refinement` adds the
-   interpolated measurement residual where the noise cannot explain it (structure the
-   simulations lack);
+   interpolated measurement residual where the noise cannot explain it;
 5. every task: :func:`.safety.consistency_step` (discrepancy principle, DESIGN
    section 11).
 """
@@ -50,7 +51,7 @@ from .noise_level import component_noise
 from .safety import (ACTIONS, SafetyOptions, consistency_step, sure_combination)
 
 __all__ = ["PRIOR_PROVENANCE", "PriorOptions", "PriorRecord", "prior_parameters",
-           "prior_restore", "residual_refinement", "subspace_solve"]
+           "prior_restore", "residual_refinement", "significant_misfit", "subspace_solve"]
 
 PRIOR_PROVENANCE = "/_pympisr/restoration"
 _LAMBDAS = (0.0, 1e-3, 1e-2, 1e-1, 1.0)  # lambda / s_max^2 tried for every rank
@@ -326,18 +327,27 @@ def _safety(x: np.ndarray, y: np.ndarray, sigma: np.ndarray, task: Task,
     if task.name == "denoise":
         from ..baselines.dct import dct_denoise_sure
 
+        from ..baselines.dct import dct_denoise
+
         prior = x.copy()
+        misfit = significant_misfit(y - prior, sigma, int(np.prod(y.shape[1:])))
 
         def network(z: np.ndarray) -> np.ndarray:
             # for A = I the chosen estimate is the linear smoother
             # H = U_r U_r^T / (1 + lambda) (orthonormal basis: s = 1), so the SURE probe
-            # y + e maps to x + H e
+            # y + e maps to x + H e; where the prior misfits, the candidate also adds
+            # the DCT-F of its residual z - H z (module docstring, step 4)
             probe = (z[batch:] - z[:batch]).reshape(batch, -1)
             moved = np.empty_like(probe)
             for j in range(batch):
                 u = smoothers[j][0]
                 moved[j] = ((u @ probe[j]) @ u) / (1.0 + smoothers[j][1])
-            return np.concatenate([prior, prior + moved.reshape(prior.shape)])
+            out = np.concatenate([prior, prior + moved.reshape(prior.shape)])
+            chosen = np.concatenate([misfit, misfit])
+            if np.any(chosen):
+                std = np.concatenate([sigma, sigma])[chosen]
+                out[chosen] += dct_denoise(z[chosen] - out[chosen], std, dims=dims)
+            return out
 
         def baseline(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             out, div, _ = dct_denoise_sure(z, sigma, dims=dims)
@@ -356,27 +366,32 @@ def _safety(x: np.ndarray, y: np.ndarray, sigma: np.ndarray, task: Task,
     return x, a, b, (codes.astype(np.int8), ratio)
 
 
+def significant_misfit(residual: np.ndarray, sigma: np.ndarray, measured: int,
+                       z_min: float = 3.0) -> np.ndarray:
+    """Bool ``(B,)``: components whose residual ``(B, ...)`` (zero where not measured)
+    the noise cannot explain. With complex noise of per-part std ``sigma`` on
+    ``measured`` values, ``||r||^2`` of a consistent estimate is about
+    ``2 m sigma^2`` with std ``2 sqrt(m) sigma^2``; a misfit exceeds that by ``z_min``
+    stds: structure the prior's subspace misses (physics the simulator lacks)."""
+    var = np.asarray(sigma, dtype=np.float64) ** 2
+    energy = np.sum(np.abs(residual.reshape(residual.shape[0], -1)) ** 2, axis=1)
+    return energy - 2.0 * measured * var > z_min * 2.0 * np.sqrt(measured) * var
+
+
 def residual_refinement(x: np.ndarray, y: np.ndarray, sigma: np.ndarray, task: Task,
                         operator: LinearOperator, z_min: float = 3.0) -> np.ndarray:
     """Super-resolution: add the task's classical interpolation of the DCT-F-denoised
     measurement residual ``r = y - A x`` to each component of ``x`` ``(B, *grid_out)``
-    whose residual the noise cannot explain.
+    whose residual the noise cannot explain (:func:`significant_misfit`).
 
-    With complex noise of per-part std ``sigma`` on ``m`` measured values,
-    ``||r||^2`` of a consistent estimate is about ``2 m sigma^2`` with std
-    ``2 sqrt(m) sigma^2``; a component whose residual exceeds that by ``z_min`` stds
-    holds structure the prior's subspace misses (physics the simulator lacks). The
-    interpolated residual carries it onto the output grid smoothly, where the
-    consistency step alone would add block-constant (block mean) or single-sample
-    (stride) corrections.
+    The interpolated residual carries the structure the prior's subspace misses onto
+    the output grid smoothly, where the consistency step alone would add
+    block-constant (block mean) or single-sample (stride) corrections.
     """
     from ..baselines.dct import dct_denoise_sure
 
     r = y - operator.forward(x)
-    m = operator.measured_count(x.shape[1:])
-    var = np.asarray(sigma, dtype=np.float64) ** 2
-    energy = np.sum(np.abs(r.reshape(r.shape[0], -1)) ** 2, axis=1)
-    misfit = energy - 2.0 * m * var > z_min * 2.0 * np.sqrt(m) * var
+    misfit = significant_misfit(r, sigma, operator.measured_count(x.shape[1:]), z_min)
     if not np.any(misfit):
         return x
     denoised, _, _ = dct_denoise_sure(r[misfit], sigma[misfit], dims=task.dims)
