@@ -164,6 +164,7 @@ def test_upsample_x4_with_unmodelled_field_beats_bicubic():
         ref = fine.data[c, k, 0]
         bicubic = task.baseline(coarse.data[c, k][None, 0], np.full(1, sigma))[0]
         assert psnr(out.data[c, k, 0], ref) > psnr(bicubic, ref), (c, k)
+    assert out.metadata["/_pympisr/restoration/priorMisfit"][:2].all()
 
 
 def test_denoise_with_unmodelled_field_adds_the_residual_back():
@@ -184,3 +185,5 @@ def test_denoise_with_unmodelled_field_adds_the_residual_back():
         dct = dct_denoise_sure(sm.data[c, k, 0][None], sigma[c, k:k + 1], dims=2)[0][0]
         gains.append(psnr(out.data[c, k, 0], ref) - psnr(dct, ref))
     assert np.mean(gains) > 0.4 and min(gains) > 0.0
+    misfit = out.metadata["/_pympisr/restoration/priorMisfit"]
+    assert misfit.shape == sm.data.shape[:2] and misfit[:2].any()

@@ -101,8 +101,9 @@ class PriorOptions:
 class PriorRecord:
     """Per component ``(C, K)``: chosen rank and relative ``lambda`` (lambda / s_max^2),
     prior weight and DCT-F weight in the SURE combination (denoising; 1 and 0 else),
-    action codes (:data:`.safety.ACTIONS`) and residual-to-noise ratio after the
-    consistency step."""
+    action codes (:data:`.safety.ACTIONS`), residual-to-noise ratio after the
+    consistency step, and whether the prior misfit its measurement
+    (:func:`significant_misfit`) so that its residual was added back (1) or not (0)."""
 
     rank: np.ndarray
     lam: np.ndarray
@@ -110,6 +111,7 @@ class PriorRecord:
     baseline_weight: np.ndarray
     action: np.ndarray
     residual_ratio: np.ndarray
+    misfit: np.ndarray
 
 
 def prior_parameters(fitted: SimulationParameters, grid: tuple[int, ...], fov: np.ndarray,
@@ -262,7 +264,7 @@ def prior_restore(sm: SystemMatrix, task: str | Task = "denoise", *, fit: Any = 
                     dtype=np.complex64)
     record = PriorRecord(*(np.zeros((c_count, k_count), dt) for dt in
                            (np.int16, np.float64, np.float64, np.float64, np.int8,
-                            np.float64)))
+                            np.float64, np.int8)))
     dims = task_obj.dims
     with tqdm(total=c_count * k_count, disable=not progress, unit="comp",
               desc=f"prior {task_obj.name}") as bar:
@@ -284,13 +286,14 @@ def prior_restore(sm: SystemMatrix, task: str | Task = "denoise", *, fit: Any = 
                 record.rank[chans[j], rows[j]] = rank
                 record.lam[chans[j], rows[j]] = rel
                 smoothers.append((bases[j][:rank], rel))
-            x, a, b, codes = _safety(x, y, sigma, task_obj, operator, safety, rng, dims,
-                                     smoothers)
+            x, a, b, codes, misfit = _safety(x, y, sigma, task_obj, operator, safety, rng,
+                                             dims, smoothers)
             data[chans, rows] = (x[:, None] if squeeze else x).astype(np.complex64)
             record.prior_weight[chans, rows] = a
             record.baseline_weight[chans, rows] = b
             record.action[chans, rows] = codes[0]
             record.residual_ratio[chans, rows] = codes[1]
+            record.misfit[chans, rows] = misfit
             bar.update(rows.size)
     if not np.all(np.isfinite(data)):
         raise RestorationError("the simulation-prior restoration produced non-finite values")
@@ -307,7 +310,8 @@ def prior_restore(sm: SystemMatrix, task: str | Task = "denoise", *, fit: Any = 
                      f"{PRIOR_PROVENANCE}/baselineWeight":
                          record.baseline_weight.astype(np.float32),
                      f"{PRIOR_PROVENANCE}/residualRatio":
-                         record.residual_ratio.astype(np.float32)})
+                         record.residual_ratio.astype(np.float32),
+                     f"{PRIOR_PROVENANCE}/priorMisfit": record.misfit})
     if out_grid != sm.grid:
         metadata.pop("/calibration/positions", None)
     return sm.replace(data=data, grid=out_grid, fov=out_fov, center=out_center,
@@ -317,13 +321,17 @@ def prior_restore(sm: SystemMatrix, task: str | Task = "denoise", *, fit: Any = 
 def _safety(x: np.ndarray, y: np.ndarray, sigma: np.ndarray, task: Task,
             operator: LinearOperator, safety: SafetyOptions, rng: np.random.Generator,
             dims: int, smoothers: list[tuple[np.ndarray, float]]
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray],
+                       np.ndarray]:
     """SURE combination with DCT-F and the measurement (denoising) or the residual
-    refinement (super-resolution), then the consistency step. ``smoothers`` per component: (basis rows ``(r, N)``, lambda).
-    Returns ``x``, prior and baseline weights, (action codes, ratio)."""
+    refinement (super-resolution), then the consistency step. ``smoothers`` per
+    component: (basis rows ``(r, N)``, lambda).
+    Returns ``x``, prior and baseline weights, (action codes, ratio) and the misfit
+    flags ``(B,)`` (:func:`significant_misfit`; False for inpainting)."""
     batch = x.shape[0]
     a, b = np.ones(batch), np.zeros(batch)
     codes = np.full(batch, ACTIONS.index("restored"))
+    misfit = np.zeros(batch, dtype=bool)
     if task.name == "denoise":
         from ..baselines.dct import dct_denoise_sure
 
@@ -360,10 +368,12 @@ def _safety(x: np.ndarray, y: np.ndarray, sigma: np.ndarray, task: Task,
         codes[b >= 0.95] = ACTIONS.index("baseline")
         codes[a + b < 0.05] = ACTIONS.index("kept")
     elif not task.needs_mask:
-        x = residual_refinement(x, y, sigma, task, operator)
+        misfit = significant_misfit(y - operator.forward(x), sigma,
+                                    operator.measured_count(x.shape[1:]))
+        x = residual_refinement(x, y, sigma, task, operator, misfit)
     x, projected, ratio = consistency_step(x, y, sigma, operator, safety)
     codes = np.where(projected, ACTIONS.index("projected"), codes)
-    return x, a, b, (codes.astype(np.int8), ratio)
+    return x, a, b, (codes.astype(np.int8), ratio), misfit
 
 
 def significant_misfit(residual: np.ndarray, sigma: np.ndarray, measured: int,
@@ -379,10 +389,12 @@ def significant_misfit(residual: np.ndarray, sigma: np.ndarray, measured: int,
 
 
 def residual_refinement(x: np.ndarray, y: np.ndarray, sigma: np.ndarray, task: Task,
-                        operator: LinearOperator, z_min: float = 3.0) -> np.ndarray:
+                        operator: LinearOperator, misfit: np.ndarray | None = None
+                        ) -> np.ndarray:
     """Super-resolution: add the task's classical interpolation of the DCT-F-denoised
     measurement residual ``r = y - A x`` to each component of ``x`` ``(B, *grid_out)``
-    whose residual the noise cannot explain (:func:`significant_misfit`).
+    whose residual the noise cannot explain (``misfit`` ``(B,)``; default
+    :func:`significant_misfit` of ``y - A x``).
 
     The interpolated residual carries the structure the prior's subspace misses onto
     the output grid smoothly, where the consistency step alone would add
@@ -391,7 +403,8 @@ def residual_refinement(x: np.ndarray, y: np.ndarray, sigma: np.ndarray, task: T
     from ..baselines.dct import dct_denoise_sure
 
     r = y - operator.forward(x)
-    misfit = significant_misfit(r, sigma, operator.measured_count(x.shape[1:]), z_min)
+    if misfit is None:
+        misfit = significant_misfit(r, sigma, operator.measured_count(x.shape[1:]))
     if not np.any(misfit):
         return x
     denoised, _, _ = dct_denoise_sure(r[misfit], sigma[misfit], dims=task.dims)
