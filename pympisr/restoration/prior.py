@@ -26,8 +26,9 @@ For a system matrix whose geometry was fitted (:func:`pympisr.fitting.fit`):
    baseline or the measurement; where its residual ``y - x`` is a
    :func:`significant_misfit`, the prior's candidate is ``x + DCT-F(y - x)`` (the
    structure the simulations lack, denoised), its divergence probed like the rest;
-   super-resolution (upsample, accelerate): :func:`residual_refinement` adds the
-   interpolated measurement residual where the noise cannot explain it;
+   super-resolution and inpainting: :func:`residual_refinement` adds the
+   interpolated (or biharmonically filled) measurement residual where the noise
+   cannot explain it;
 5. every task: :func:`.safety.consistency_step` (discrepancy principle, DESIGN
    section 11).
 """
@@ -327,7 +328,7 @@ def _safety(x: np.ndarray, y: np.ndarray, sigma: np.ndarray, task: Task,
     refinement (super-resolution), then the consistency step. ``smoothers`` per
     component: (basis rows ``(r, N)``, lambda).
     Returns ``x``, prior and baseline weights, (action codes, ratio) and the misfit
-    flags ``(B,)`` (:func:`significant_misfit`; False for inpainting)."""
+    flags ``(B,)`` (:func:`significant_misfit`)."""
     batch = x.shape[0]
     a, b = np.ones(batch), np.zeros(batch)
     codes = np.full(batch, ACTIONS.index("restored"))
@@ -367,7 +368,7 @@ def _safety(x: np.ndarray, y: np.ndarray, sigma: np.ndarray, task: Task,
         codes[a >= 0.95] = ACTIONS.index("restored")
         codes[b >= 0.95] = ACTIONS.index("baseline")
         codes[a + b < 0.05] = ACTIONS.index("kept")
-    elif not task.needs_mask:
+    else:
         misfit = significant_misfit(y - operator.forward(x), sigma,
                                     operator.measured_count(x.shape[1:]))
         x = residual_refinement(x, y, sigma, task, operator, misfit)
@@ -391,14 +392,17 @@ def significant_misfit(residual: np.ndarray, sigma: np.ndarray, measured: int,
 def residual_refinement(x: np.ndarray, y: np.ndarray, sigma: np.ndarray, task: Task,
                         operator: LinearOperator, misfit: np.ndarray | None = None
                         ) -> np.ndarray:
-    """Super-resolution: add the task's classical interpolation of the DCT-F-denoised
-    measurement residual ``r = y - A x`` to each component of ``x`` ``(B, *grid_out)``
-    whose residual the noise cannot explain (``misfit`` ``(B,)``; default
-    :func:`significant_misfit` of ``y - A x``).
+    """Super-resolution and inpainting: add the task's classical method applied to the
+    measurement residual ``r = y - A x``, denoised with DCT-F (SURE), to each component
+    of ``x`` ``(B, *grid_out)`` whose residual the noise cannot explain (``misfit``
+    ``(B,)``; default :func:`significant_misfit` of ``y - A x``).
 
-    The interpolated residual carries the structure the prior's subspace misses onto
-    the output grid smoothly, where the consistency step alone would add
-    block-constant (block mean) or single-sample (stride) corrections.
+    Super-resolution interpolates the denoised residual (bicubic, tricubic);
+    inpainting fills the residual's gaps biharmonically first (DCT-F of a zero-filled
+    residual would spread the gaps) and denoises the filled residual. Either way the
+    structure the prior's subspace misses reaches every output sample smoothly, where
+    the consistency step alone would add block-constant (block mean), single-sample
+    (stride) or measured-positions-only (mask) corrections.
     """
     from ..baselines.dct import dct_denoise_sure
 
@@ -407,7 +411,12 @@ def residual_refinement(x: np.ndarray, y: np.ndarray, sigma: np.ndarray, task: T
         misfit = significant_misfit(r, sigma, operator.measured_count(x.shape[1:]))
     if not np.any(misfit):
         return x
-    denoised, _, _ = dct_denoise_sure(r[misfit], sigma[misfit], dims=task.dims)
     out = x.copy()
-    out[misfit] += task.baseline(denoised, sigma[misfit])
+    if task.needs_mask:
+        mask = np.asarray(operator.mask, dtype=bool).reshape(x.shape[1:])
+        filled = task.baseline(r[misfit], sigma[misfit], mask)
+        out[misfit] += dct_denoise_sure(filled, sigma[misfit], dims=task.dims)[0]
+    else:
+        denoised, _, _ = dct_denoise_sure(r[misfit], sigma[misfit], dims=task.dims)
+        out[misfit] += task.baseline(denoised, sigma[misfit])
     return out
