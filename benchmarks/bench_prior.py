@@ -15,7 +15,7 @@ fitted to the noisy input (:func:`pympisr.fitting.fit`).
   prior on the fine grid vs bicubic; target >= +15 dB. The fit uses the coarse SM.
 * accelerate3d / inpaint3d: 3D accelerated calibration x2 (prior vs tricubic) and 3D
   inpainting of a contiguous 10 % of the positions (prior vs biharmonic), matched and
-  with the selection-field non-linearity ``--kappa`` (:func:`accelerate3d`).
+  with the selection-field non-linearity ``--kappa`` (:func:`prior_3d`).
 
 Mismatched split (physics the prior lacks): relaxation (``simulate_relaxed``, tau0 = 8
 samples, field dependent), Langevin data against the anisotropy prior, and a
@@ -128,8 +128,8 @@ def matched_upsample(seed: int, count: int, factor: int = 4) -> dict[str, float]
     return {k: float(np.mean(v)) for k, v in scores.items()}
 
 
-def accelerate3d(seed: int, kappa: float, count: int = 20, task_name: str = "accelerate"
-                 ) -> dict[str, float]:
+def prior_3d(seed: int, kappa: float, count: int = 20, task_name: str = "accelerate"
+             ) -> dict[str, float]:
     """3D accelerated calibration x2 (every 2nd position of a 13^3 grid, so 7^3 are
     measured) of the ``count`` strongest components below 150 kHz, noise floor 1e-3 of
     the measured maximum, stated geometry with errors, the fit on the measured SM;
@@ -315,7 +315,7 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|---|---|")
         for seed in range(args.sms):
             for kappa in (0.0, args.kappa):
-                r = accelerate3d(seed, kappa, task_name=task_name)
+                r = prior_3d(seed, kappa, task_name=task_name)
                 print(f"| {seed} | {kappa:g} | {r['n']} | {r['classical']:.2f} | "
                       f"{r['network']:.2f} | {r['prior']:.2f} | "
                       f"{r['prior'] - r['classical']:+.2f} | {r['min_gain']:+.2f} | "

@@ -325,7 +325,7 @@ def _safety(x: np.ndarray, y: np.ndarray, sigma: np.ndarray, task: Task,
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray],
                        np.ndarray]:
     """SURE combination with DCT-F and the measurement (denoising) or the residual
-    refinement (super-resolution), then the consistency step. ``smoothers`` per
+    refinement (super-resolution, inpainting), then the consistency step. ``smoothers`` per
     component: (basis rows ``(r, N)``, lambda).
     Returns ``x``, prior and baseline weights, (action codes, ratio) and the misfit
     flags ``(B,)`` (:func:`significant_misfit`)."""
@@ -334,9 +334,7 @@ def _safety(x: np.ndarray, y: np.ndarray, sigma: np.ndarray, task: Task,
     codes = np.full(batch, ACTIONS.index("restored"))
     misfit = np.zeros(batch, dtype=bool)
     if task.name == "denoise":
-        from ..baselines.dct import dct_denoise_sure
-
-        from ..baselines.dct import dct_denoise
+        from ..baselines.dct import dct_denoise, dct_denoise_sure
 
         prior = x.copy()
         misfit = significant_misfit(y - prior, sigma, int(np.prod(y.shape[1:])))
@@ -369,9 +367,7 @@ def _safety(x: np.ndarray, y: np.ndarray, sigma: np.ndarray, task: Task,
         codes[b >= 0.95] = ACTIONS.index("baseline")
         codes[a + b < 0.05] = ACTIONS.index("kept")
     else:
-        misfit = significant_misfit(y - operator.forward(x), sigma,
-                                    operator.measured_count(x.shape[1:]))
-        x = residual_refinement(x, y, sigma, task, operator, misfit)
+        x, misfit = residual_refinement(x, y, sigma, task, operator)
     x, projected, ratio = consistency_step(x, y, sigma, operator, safety)
     codes = np.where(projected, ACTIONS.index("projected"), codes)
     return x, a, b, (codes.astype(np.int8), ratio), misfit
@@ -390,12 +386,12 @@ def significant_misfit(residual: np.ndarray, sigma: np.ndarray, measured: int,
 
 
 def residual_refinement(x: np.ndarray, y: np.ndarray, sigma: np.ndarray, task: Task,
-                        operator: LinearOperator, misfit: np.ndarray | None = None
-                        ) -> np.ndarray:
+                        operator: LinearOperator) -> tuple[np.ndarray, np.ndarray]:
     """Super-resolution and inpainting: add the task's classical method applied to the
     measurement residual ``r = y - A x``, denoised with DCT-F (SURE), to each component
-    of ``x`` ``(B, *grid_out)`` whose residual the noise cannot explain (``misfit``
-    ``(B,)``; default :func:`significant_misfit` of ``y - A x``).
+    of ``x`` ``(B, *grid_out)`` whose residual the noise cannot explain
+    (:func:`significant_misfit`). Returns the refined ``x`` and those misfit flags
+    ``(B,)``.
 
     Super-resolution interpolates the denoised residual (bicubic, tricubic);
     inpainting fills the residual's gaps biharmonically first (DCT-F of a zero-filled
@@ -407,10 +403,9 @@ def residual_refinement(x: np.ndarray, y: np.ndarray, sigma: np.ndarray, task: T
     from ..baselines.dct import dct_denoise_sure
 
     r = y - operator.forward(x)
-    if misfit is None:
-        misfit = significant_misfit(r, sigma, operator.measured_count(x.shape[1:]))
+    misfit = significant_misfit(r, sigma, operator.measured_count(x.shape[1:]))
     if not np.any(misfit):
-        return x
+        return x, misfit
     out = x.copy()
     if task.needs_mask:
         mask = np.asarray(operator.mask, dtype=bool).reshape(x.shape[1:])
@@ -419,4 +414,4 @@ def residual_refinement(x: np.ndarray, y: np.ndarray, sigma: np.ndarray, task: T
     else:
         denoised, _, _ = dct_denoise_sure(r[misfit], sigma[misfit], dims=task.dims)
         out[misfit] += task.baseline(denoised, sigma[misfit])
-    return out
+    return out, misfit

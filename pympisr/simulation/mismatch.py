@@ -27,7 +27,7 @@ import numpy as np
 from ..physics import fields
 from ..system_matrix import SystemMatrix
 from .parameters import SimulationParameters
-from .system_matrix import _moment_chunks, simulate_spectra, simulate_system_matrix
+from .system_matrix import _moment_chunks, simulate_system_matrix
 
 __all__ = ["relaxed_moments", "simulate_nonlinear_gradient", "simulate_relaxed",
            "state_geometry"]
@@ -107,15 +107,12 @@ def simulate_nonlinear_gradient(params: SimulationParameters, kappa: float, *,
     (relative field excess at the FOV edge; 0 is the linear scanner)."""
     if not np.isfinite(kappa) or kappa <= -1:
         raise ValueError(f"kappa must be a finite number > -1, got {kappa}")
-    sm = simulate_system_matrix(params, frequencies=frequencies)
     half_fov = np.maximum(np.asarray(params.fov, np.float64) / 2, np.finfo(float).tiny)
 
     def warp(positions: np.ndarray) -> np.ndarray:
         return positions * (1.0 + kappa * (positions / half_fov) ** 2)
 
-    nx, ny, nz = params.grid
-    data = simulate_spectra(params, bins=sm.frequency_indices, selection_warp=warp,
-                            transfer_function=sm.transfer_function)
+    sm = simulate_system_matrix(params, frequencies=frequencies, selection_warp=warp)
     meta = dict(sm.metadata)
     meta["/_pympisr/simulation/gradient_nonlinearity"] = float(kappa)
-    return sm.replace(data=data.reshape(3, -1, nz, ny, nx), metadata=meta)
+    return sm.replace(metadata=meta)

@@ -345,6 +345,7 @@ def _resolve_parameters(params: SimulationParameters | None, seed: int | None,
 def simulate_system_matrix(params: SimulationParameters | None = None, *,
                            seed: int | None = None, frequencies: np.ndarray | None = None,
                            max_frequency: float | None = None,
+                           selection_warp: Callable[[np.ndarray], np.ndarray] | None = None,
                            **overrides: Any) -> SystemMatrix:
     """Simulate a clean 3-channel system matrix.
 
@@ -361,6 +362,8 @@ def simulate_system_matrix(params: SimulationParameters | None = None, *,
     max_frequency:
         Keep only bins with frequency ``<= max_frequency`` (Hz); combines with
         ``frequencies``.
+    selection_warp:
+        A non-linear selection field (:func:`simulate_spectra`); default linear.
     **overrides:
         Parameter fields to replace (names in :data:`OVERRIDE_NAMES`, SI units).
 
@@ -383,7 +386,8 @@ def simulate_system_matrix(params: SimulationParameters | None = None, *,
     tf = None
     if params.transfer_function is not None:
         tf = load_transfer_function(params.transfer_function, freqs, bins)
-    data = simulate_spectra(params, bins=bins, transfer_function=tf)
+    data = simulate_spectra(params, bins=bins, transfer_function=tf,
+                            selection_warp=selection_warp)
     nx, ny, nz = params.grid
     positions = voxel_positions(params.grid, params.fov, params.center)
     return SystemMatrix(
